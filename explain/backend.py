@@ -1,0 +1,136 @@
+"""Backends: what iterative methods run on.
+
+An iterative method (occlusion, Score-CAM, optimised perturbation masks, CCG growth) only needs
+forward passes, so it runs on a :class:`Backend`: either an in-process Keras model
+(:class:`KerasBackend`) or a loaded SavedModel (:class:`SavedModelBackend`). A SavedModel that
+has only ``serving_default`` (a black box) still supports occlusion; Score-CAM also needs the
+``features`` signature, and the perturbation mask needs a differentiable float input
+(``predict_float``, exported by :mod:`models.export`).
+
+Images are float32 ``(B, H, W, 3)`` in ``[0, 1]`` everywhere in this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from explain.view import ExplainError, ModelView
+
+__all__ = ["Backend", "KerasBackend", "SavedModelBackend", "MethodUnavailable", "Cancelled", "batches"]
+
+
+class MethodUnavailable(ExplainError):
+    """The backend lacks what a method needs (e.g. no ``features`` signature)."""
+
+
+class Cancelled(RuntimeError):
+    """Raised by an iterative method when ``should_continue()`` returns False (deadline, cancel)."""
+
+
+def batches(n: int, batch_size: int):
+    """Yield ``slice`` objects covering ``range(n)`` in chunks of at most ``batch_size``."""
+    if batch_size < 1:
+        raise ExplainError(f"batch_size {batch_size!r} must be >= 1")
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+class Backend:
+    """Forward passes for iterative methods.
+
+    Attributes:
+        input_shape: ``(H, W, 3)``.
+        num_classes: Number of classes, or ``None`` for embedding models.
+    """
+
+    input_shape: tuple[int, int, int]
+    num_classes: int | None
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(B, C)`` for float images ``(B, H, W, 3)``."""
+        raise NotImplementedError
+
+    def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(activations (B, h, w, K), logits (B, C))`` at the target layer."""
+        raise MethodUnavailable("this model exposes no target-layer features (no 'features' signature)")
+
+    def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
+        """Differentiable probabilities ``(B, C)`` for a float32 tensor (for optimised masks)."""
+        raise MethodUnavailable("this model has no differentiable float input (no 'predict_float' signature)")
+
+
+class KerasBackend(Backend):
+    """A backend over an in-process :class:`ModelView` (graph-compiled forward passes)."""
+
+    def __init__(self, view: ModelView) -> None:
+        self.view = view
+        self.input_shape = view.input_shape
+        self.num_classes = view.num_classes
+        spec = tf.TensorSpec([None, *view.input_shape], tf.float32)
+        self._probs = tf.function(lambda x: view.run(x).probabilities, input_signature=[spec])
+        self._feats = tf.function(
+            lambda x: (lambda r: (r.activations, r.logits))(view.run(x)), input_signature=[spec]
+        )
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._probs(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+    def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a, logits = self._feats(tf.convert_to_tensor(images, tf.float32))
+        return a.numpy(), logits.numpy()
+
+    def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
+        return self.view.run(images).probabilities
+
+
+class SavedModelBackend(Backend):
+    """A backend over a loaded SavedModel (``tf.saved_model.load``) and its signatures.
+
+    Uses ``predict_float`` when present (exact float inputs); otherwise quantises to uint8 and
+    calls ``serving_default`` (black box), reading the ``probabilities`` output (or the only output).
+    """
+
+    def __init__(self, loaded: Any, input_shape: tuple[int, int, int] | None = None) -> None:
+        self.loaded = loaded
+        self.signatures = dict(loaded.signatures)
+        if "serving_default" not in self.signatures:
+            raise MethodUnavailable("the SavedModel has no 'serving_default' signature")
+        default = self.signatures["serving_default"]
+        spec = next(iter(default.structured_input_signature[1].values()))
+        self._input_key = next(iter(default.structured_input_signature[1].keys()))
+        self._input_dtype = spec.dtype
+        if input_shape is None:
+            input_shape = tuple(int(s) for s in spec.shape[1:])
+        self.input_shape = input_shape  # type: ignore[assignment]
+        outputs = default.structured_outputs
+        self._prob_key = "probabilities" if "probabilities" in outputs else next(iter(outputs))
+        self.num_classes = int(outputs[self._prob_key].shape[-1])
+
+    def _to_input(self, images: np.ndarray) -> tf.Tensor:
+        if self._input_dtype == tf.uint8:
+            return tf.convert_to_tensor(np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8))
+        return tf.convert_to_tensor(images, self._input_dtype)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        if "predict_float" in self.signatures:
+            out = self.signatures["predict_float"](images=tf.convert_to_tensor(images, tf.float32))
+            return out["probabilities"].numpy()
+        out = self.signatures["serving_default"](**{self._input_key: self._to_input(images)})
+        return out[self._prob_key].numpy()
+
+    def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if "features" not in self.signatures:
+            return super().features(images)
+        out = self.signatures["features"](images=self._to_input(images))
+        return out["activations"].numpy(), out["logits"].numpy()
+
+    def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
+        if "predict_float" not in self.signatures:
+            return super().predict_tf(images)
+        return self.signatures["predict_float"](images=images)["probabilities"]
+
+
+ShouldContinue = Callable[[], bool]
