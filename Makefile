@@ -22,6 +22,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m models train --preset $(PRESET) --out $(MODEL_ROOT)
+	$(PY) -m evaluation --model-root $(MODEL_ROOT) --out $(REPORT_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
