@@ -72,7 +72,8 @@ def upsample(
     squeeze = maps.shape.rank == 3
     x = maps[..., tf.newaxis] if squeeze else maps
     if align_corners:
-        out = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True, half_pixel_centers=False)
+        out = tf.raw_ops.ResizeBilinear(images=x, size=tf.cast(size, tf.int32), align_corners=True,
+                                        half_pixel_centers=False)
     else:
         out = tf.image.resize(x, size, method="bilinear", antialias=False)
     out = tf.cast(out, tf.float32)
