@@ -41,3 +41,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache
+
+IMAGE ?= localhost/cnn-explain-serving:dev
+SMOKE_MODEL_ROOT ?=
+.PHONY: docker-smoke docker-lint
+# Builds the image with podman, runs it with a model root mounted and calls Predict and Grad-CAM.
+docker-smoke: $(STAMP)
+	PYTHON=$(PY) IMAGE=$(IMAGE) bash deploy/smoke.sh $(SMOKE_MODEL_ROOT)
+
+docker-lint:
+	hadolint Dockerfile
