@@ -1,0 +1,613 @@
+"""What the servicers do, on numpy arrays: validated signature calls and the explanation flows.
+
+The servicers are thin: they decode a request with :mod:`serving.convert`, call one function
+here, and encode the result. Everything here works on a :class:`serving.registry.ServableVersion`
+and numpy arrays and raises the domain exceptions of :mod:`serving.errors` (or the ``explain``
+package's), which :func:`serving.errors.rpc_method` maps to status codes.
+
+* :func:`run_signature` — one SavedModel signature, inputs checked against its specs (names,
+  dtype, shape, NaN, class index range, server limits) and micro-batched.
+* :func:`explain` — one registry method: single-pass methods call the signature of the same name;
+  iterative methods (occlusion, Score-CAM, perturbation masks) run here on
+  :class:`explain.backend.SavedModelBackend` with ``should_continue`` checking the deadline.
+* :func:`importance_mask` — θ-threshold or top-ρ masks of one or several methods, intersected
+  (:mod:`explain.masks`).
+* :func:`similarity` — the ``similarity_map`` signature of an embedding model, plus a region score.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from serving.batching import Batcher, BatchResult
+from serving.errors import FailedPrecondition, InvalidArgument
+from serving.registry import ServableVersion
+
+__all__ = [
+    "Limits",
+    "CallContext",
+    "SignatureRun",
+    "ExplainOutcome",
+    "MaskOutcome",
+    "SimilarityOutcome",
+    "run_signature",
+    "predict_probabilities",
+    "resolve_class_index",
+    "lookup_method",
+    "method_params",
+    "explain",
+    "importance_mask",
+    "similarity",
+]
+
+# Keyword arguments of iterative methods that are not user parameters.
+_RESERVED = {"backend", "images", "class_index", "should_continue", "progress"}
+# Outputs of a method that have their own response fields.
+_STANDARD = {"heatmap", "heatmap_upsampled", "heatmap_lowres", "raw", "probabilities", "class_index"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server limits on requests (0 = no limit)."""
+
+    max_images: int = 256
+    max_side: int = 4096
+    max_iterative_batch_size: int = 256
+    max_top_k: int = 16
+    max_dilations: int = 64
+
+
+@dataclass
+class CallContext:
+    """Per-request execution context: the batcher, limits and the deadline/cancellation checks."""
+
+    batcher: Batcher
+    limits: Limits = field(default_factory=Limits)
+    is_active: Callable[[], bool] = lambda: True
+    time_remaining: Callable[[], float | None] = lambda: None
+    deadline_margin: float = 0.05
+
+    def should_continue(self) -> bool:
+        """False once the client cancelled or the deadline is within ``deadline_margin`` seconds."""
+        if not self.is_active():
+            return False
+        remaining = self.time_remaining()
+        return remaining is None or remaining > self.deadline_margin
+
+    @classmethod
+    def from_grpc(cls, context: Any, batcher: Batcher, limits: Limits, margin: float) -> "CallContext":
+        return cls(batcher, limits, context.is_active, context.time_remaining, margin)
+
+
+@dataclass
+class SignatureRun:
+    """Outputs of one signature call and how it was batched."""
+
+    outputs: dict[str, np.ndarray]
+    batch_size: int
+    queue_s: float = 0.0
+    compute_s: float = 0.0
+
+
+# ---------------------------------------------------------------------------- signatures
+_INT_KINDS = "iu"
+
+
+def _cast_input(name: str, value: np.ndarray, spec: Any, where: str, sig_desc: str) -> np.ndarray:
+    want = np.dtype(spec.dtype.as_numpy_dtype)
+    have = value.dtype
+    if have == want:
+        return value
+    if have.kind in _INT_KINDS and want.kind in _INT_KINDS:
+        info = np.iinfo(want)
+        if value.size == 0 or (value.min() >= info.min and value.max() <= info.max):
+            return value.astype(want)
+    if have == np.float64 and want == np.float32:
+        return value.astype(np.float32)
+    if have == np.bool_ and want == np.bool_:
+        return value
+    raise InvalidArgument(f"dtype {have.name} is not accepted; {sig_desc} expects {want.name}", where)
+
+
+def _check_shape(value: np.ndarray, spec: Any, where: str, sig_desc: str) -> None:
+    shape = spec.shape
+    if shape.rank is None:
+        return
+    expected = [-1 if d is None else int(d) for d in shape.as_list()]
+    if value.ndim != len(expected) or any(e not in (-1, s) for e, s in zip(expected, value.shape)):
+        raise InvalidArgument(f"shape {list(value.shape)} is not accepted; {sig_desc} expects {expected} (-1 = any)", where)
+
+
+def check_class_index_values(values: np.ndarray, sv: ServableVersion, where: str) -> None:
+    """Every value must be -1 (predicted) or a class of the model."""
+    c = sv.num_classes
+    if c is None:
+        return
+    bad = values[(values < -1) | (values >= c)]
+    if bad.size:
+        raise InvalidArgument(
+            f"class_index {int(bad.flat[0])} is out of range for model {sv.name!r} with {c} classes; "
+            f"accepted: -1 (predicted) or 0..{c - 1}",
+            where,
+        )
+
+
+def validate_inputs(sv: ServableVersion, signature: str, inputs: Mapping[str, np.ndarray], limits: Limits,
+                    field: str = "inputs") -> dict[str, np.ndarray]:
+    """Check ``inputs`` against the specs of ``signature``; return them cast to the spec dtypes."""
+    specs = sv.input_specs[signature]
+    sig_desc = f"signature {signature!r} of model {sv.name!r}"
+    missing = sorted(set(specs) - set(inputs))
+    extra = sorted(set(inputs) - set(specs))
+    if missing:
+        raise InvalidArgument(f"missing input(s) {missing}; {sig_desc} takes {sorted(specs)}", field)
+    if extra:
+        raise InvalidArgument(f"unknown input(s) {extra}; {sig_desc} takes {sorted(specs)}", field)
+    out: dict[str, np.ndarray] = {}
+    batch: int | None = None
+    for name, value in inputs.items():
+        where = f"{field}[{name!r}]"
+        spec = specs[name]
+        value = _cast_input(name, np.asarray(value), spec, where, sig_desc)
+        _check_shape(value, spec, where, sig_desc)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise InvalidArgument("the tensor contains NaN or infinity", where)
+        if value.ndim == 4:
+            if limits.max_side and (value.shape[1] > limits.max_side or value.shape[2] > limits.max_side):
+                raise InvalidArgument(
+                    f"image size {value.shape[1]}x{value.shape[2]} exceeds the server limit of {limits.max_side} pixels per side", where)
+            if tuple(value.shape[1:]) != tuple(sv.input_shape) and value.shape[-1] == 3:
+                raise InvalidArgument(
+                    f"images have shape {list(value.shape)}; model {sv.name!r} accepts (N, {sv.input_shape[0]}, "
+                    f"{sv.input_shape[1]}, {sv.input_shape[2]})", where)
+        if spec.shape.rank and spec.shape[0] is None:
+            if value.shape[0] == 0:
+                raise InvalidArgument("the batch is empty; send at least one example", where)
+            if limits.max_images and value.shape[0] > limits.max_images:
+                raise InvalidArgument(f"batch of {value.shape[0]} exceeds the server limit of {limits.max_images} per request", where)
+            if batch is not None and value.shape[0] != batch:
+                raise InvalidArgument(f"batch size {value.shape[0]} differs from the other inputs' {batch}", where)
+            batch = int(value.shape[0])
+        if name == "class_index":
+            check_class_index_values(value, sv, where)
+        out[name] = value
+    return out
+
+
+def signature_missing(sv: ServableVersion, signature: str, field: str) -> Exception:
+    """The error for a signature the model does not have."""
+    from explain import registry as methods
+
+    available = sorted(sv.signatures)
+    if signature in methods.names():
+        m = methods.get(signature)
+        return FailedPrecondition(
+            f"method {signature!r} is not available for model {sv.name!r} version {sv.version} ({sv.kind}); "
+            f"its signatures: {available}"
+            + (f"; iterative methods run through explain.v1.ExplanationService.Explain" if m.kind == "iterative" else "")
+        )
+    return InvalidArgument(f"signature {signature!r} not found in model {sv.name!r} version {sv.version}; accepted: {available}", field)
+
+
+def run_signature(sv: ServableVersion, signature: str, inputs: Mapping[str, np.ndarray], ctx: CallContext,
+                  field: str = "inputs", signature_field: str = "model_spec.signature_name") -> SignatureRun:
+    """Validate ``inputs`` and run ``signature`` of ``sv`` through the micro-batcher."""
+    if signature not in sv.signatures:
+        raise signature_missing(sv, signature, signature_field)
+    checked = validate_inputs(sv, signature, inputs, ctx.limits, field)
+    specs = sv.input_specs[signature]
+    batched = {k: v for k, v in checked.items() if specs[k].shape.rank and specs[k].shape[0] is None}
+    fixed = {k: v for k, v in checked.items() if k not in batched}
+    fn = sv.signatures[signature]
+    out_specs = sv.output_specs[signature]
+    batched_outputs = {k for k, s in out_specs.items() if s.shape.rank and s.shape[0] is None}
+
+    def run(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        result = fn(**{k: tf.constant(v) for k, v in {**x, **fixed}.items()})
+        return {k: v.numpy() for k, v in result.items()}
+
+    key = (
+        sv.name, sv.version, id(sv), signature,
+        tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in batched.items())),
+        tuple(sorted((k, v.dtype.str, v.shape, v.tobytes()) for k, v in fixed.items())),
+    )
+    if not batched:  # nothing to merge along
+        start = time.perf_counter()
+        outputs = run({})
+        return SignatureRun(outputs, 1, 0.0, time.perf_counter() - start)
+    remaining = ctx.time_remaining()
+    res: BatchResult = ctx.batcher.run(
+        key, batched, run, label=(sv.name, signature), batched_outputs=batched_outputs,
+        is_active=ctx.is_active, timeout=remaining,
+    )
+    return SignatureRun(res.outputs, res.batch_size, res.queue_s, res.compute_s)
+
+
+def _images_input_name(sv: ServableVersion, signature: str = "serving_default") -> str:
+    specs = sv.input_specs[signature]
+    if "images" in specs:
+        return "images"
+    return next(iter(specs))
+
+
+def predict_probabilities(sv: ServableVersion, images: np.ndarray, ctx: CallContext) -> SignatureRun:
+    """``serving_default`` on uint8 images (classifiers: ``probabilities``, ``logits``)."""
+    return run_signature(sv, "serving_default", {_images_input_name(sv): images}, ctx, field="images")
+
+
+# ---------------------------------------------------------------------------- methods and parameters
+def lookup_method(sv: ServableVersion, name: str, field: str = "method") -> Any:
+    """The registry :class:`explain.registry.Method` called ``name``, if this model supports it."""
+    from explain import registry as methods
+
+    if not name:
+        raise InvalidArgument(f"no method given; model {sv.name!r} offers {sv.methods}", field)
+    try:
+        method = methods.get(name)
+    except KeyError:
+        raise InvalidArgument(f"unknown method {name!r}; accepted: {methods.names()}", field) from None
+    if name not in sv.methods:
+        raise FailedPrecondition(
+            f"method {name!r} is not available for model {sv.name!r} version {sv.version} ({sv.kind}); "
+            f"available: {sv.methods}")
+    return method
+
+
+def method_params(method: Any, sv: ServableVersion | None = None) -> dict[str, Any]:
+    """The parameters a request may set for ``method``, with their defaults (``class_index`` excluded)."""
+    if method.kind == "single_pass":
+        return {k: v for k, v in method.params.items() if k != "class_index"}
+    params = {k: v for k, v in method.params.items() if k != "class_index"}
+    try:
+        sig = inspect.signature(method.fn)
+    except (TypeError, ValueError):
+        return params
+    for name, p in list(sig.parameters.items())[2:]:
+        if name in _RESERVED or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        params.setdefault(name, None if p.default is inspect.Parameter.empty else p.default)
+    return params
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise InvalidArgument(f"expects a bool; got {value!r}", where)
+    if isinstance(default, (int, np.integer)):
+        if isinstance(value, bool):
+            raise InvalidArgument(f"expects an integer; got {value!r}", where)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise InvalidArgument(f"expects an integer; got {value!r}", where)
+    if isinstance(default, (float, np.floating)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not np.isfinite(value):
+                raise InvalidArgument(f"expects a finite number; got {value!r}", where)
+            return float(value)
+        raise InvalidArgument(f"expects a number; got {value!r}", where)
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise InvalidArgument(f"expects a string; got {value!r}", where)
+    return value
+
+
+def resolve_params(method: Any, sv: ServableVersion, given: Mapping[str, Any], limits: Limits,
+                   field: str = "params") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the request's parameters; return ``(resolved values for the echo, call arguments)``.
+
+    Single-pass methods: parameters that are signature inputs (e.g. ``contrastive``, ``dilations``)
+    become inputs; the others were fixed at export and may only be given at their default.
+    Iterative methods: any keyword parameter of the method; values are coerced to the default's
+    type (an int is accepted for a float parameter).
+    """
+    accepted = method_params(method, sv)
+    if "class_index" in given:
+        raise InvalidArgument("set class indices with the class_index field, not as a parameter", f"{field}['class_index']")
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise InvalidArgument(f"unknown parameter(s) {unknown} for method {method.name!r}; accepted: {sorted(accepted)}", field)
+    resolved: dict[str, Any] = {}
+    call: dict[str, Any] = {}
+    if method.kind == "single_pass":
+        sig_inputs = sv.input_specs.get(method.name, {})
+        for name, default in accepted.items():
+            where = f"{field}[{name!r}]"
+            value = _coerce(given[name], default, where) if name in given else default
+            if name in sig_inputs:
+                dtype = np.dtype(sig_inputs[name].dtype.as_numpy_dtype)
+                call[name] = np.asarray(value, dtype=dtype)
+            elif name in given and value != default:
+                raise InvalidArgument(
+                    f"parameter {name!r} of method {method.name!r} is fixed when the model is exported "
+                    f"(value {default!r}); run the method in-process to change it", where)
+            resolved[name] = value
+        return resolved, call
+    for name, default in accepted.items():
+        where = f"{field}[{name!r}]"
+        value = _coerce(given[name], default, where) if name in given else default
+        if name == "batch_size" and isinstance(value, int) and limits.max_iterative_batch_size and value > limits.max_iterative_batch_size:
+            raise InvalidArgument(f"batch_size {value} exceeds the server limit of {limits.max_iterative_batch_size}", where)
+        resolved[name] = value
+        call[name] = value
+    return resolved, call
+
+
+def resolve_class_index(values: Sequence[int], n: int, sv: ServableVersion, field: str = "class_index") -> np.ndarray:
+    """Per-image class indices ``(n,)`` int32 from an empty, one-element or ``n``-element list."""
+    if sv.kind != "classifier":
+        if len(values):
+            raise InvalidArgument(f"model {sv.name!r} is an embedding model; it has no classes", field)
+        return np.full(n, -1, np.int32)
+    arr = np.asarray(list(values), dtype=np.int64)
+    if arr.size == 0:
+        arr = np.full(n, -1, np.int64)
+    elif arr.size == 1:
+        arr = np.full(n, int(arr[0]), np.int64)
+    elif arr.size != n:
+        raise InvalidArgument(f"{arr.size} class indices for {n} images; send none, one, or one per image", field)
+    check_class_index_values(arr, sv, field)
+    return arr.astype(np.int32)
+
+
+# ---------------------------------------------------------------------------- Explain
+@dataclass
+class ExplainOutcome:
+    """An explanation in numpy (rows = images, or images × top-k classes)."""
+
+    method: str
+    heatmap: np.ndarray
+    heatmap_lowres: np.ndarray | None
+    raw: np.ndarray | None
+    probabilities: np.ndarray | None
+    class_index: np.ndarray
+    image_index: np.ndarray
+    mask: np.ndarray | None
+    params: dict[str, Any]
+    outputs: dict[str, np.ndarray]
+    batch_size: int
+    queue_s: float
+    compute_s: float
+
+
+def _mask(heatmap: np.ndarray, theta: float | None, rho: float | None, field_prefix: str = "") -> np.ndarray | None:
+    from explain import masks
+
+    if theta is not None and rho is not None:
+        raise InvalidArgument("give theta or rho, not both", f"{field_prefix}theta")
+    try:
+        if theta is not None:
+            return masks.threshold(heatmap, float(theta))
+        if rho is not None:
+            return masks.top_rho(heatmap, float(rho))
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), f"{field_prefix}{'theta' if theta is not None else 'rho'}") from exc
+    return None
+
+
+def _check_target_layer(sv: ServableVersion, target_layer: str, method: Any) -> None:
+    if not target_layer or target_layer == sv.target_layer or (sv.target_layer and sv.target_layer.endswith("/" + target_layer)):
+        return
+    raise InvalidArgument(
+        f"target layer {target_layer!r} is not available: model {sv.name!r} version {sv.version} was exported "
+        f"with target layer {sv.target_layer!r} (methods on the server use that layer)", "target_layer")
+
+
+def explain(
+    sv: ServableVersion,
+    method_name: str,
+    images: np.ndarray,
+    ctx: CallContext,
+    class_index: Sequence[int] = (),
+    top_k: int = 0,
+    target_layer: str = "",
+    params: Mapping[str, Any] | None = None,
+    theta: float | None = None,
+    rho: float | None = None,
+    params_field: str = "params",
+) -> ExplainOutcome:
+    """Run one registry method on uint8 ``images`` ``(N, H, W, 3)`` of ``sv``."""
+    method = lookup_method(sv, method_name)
+    if method.applies_to == "embedding":
+        raise FailedPrecondition(
+            f"method {method_name!r} compares a query with a reference image; call ExplanationService.SimilarityMap")
+    _check_target_layer(sv, target_layer, method)
+    resolved, call = resolve_params(method, sv, params or {}, ctx.limits, params_field)
+    n = images.shape[0]
+    batch_size, queue_s, compute_s = 0, 0.0, 0.0
+    if top_k:
+        if class_index:
+            raise InvalidArgument("give class_index or top_k, not both", "top_k")
+        c = sv.num_classes or 0
+        if top_k < 0 or top_k > min(c, ctx.limits.max_top_k or c):
+            raise InvalidArgument(f"top_k {top_k} is out of range; accepted: 1..{min(c, ctx.limits.max_top_k or c)}", "top_k")
+        pre = predict_probabilities(sv, images, ctx)
+        batch_size, queue_s, compute_s = pre.batch_size, pre.queue_s, pre.compute_s
+        order = np.argsort(-pre.outputs["probabilities"], axis=1, kind="stable")[:, :top_k]
+        image_index = np.repeat(np.arange(n, dtype=np.int32), top_k)
+        classes = order.reshape(-1).astype(np.int32)
+        images = images[image_index]
+        resolved["top_k"] = int(top_k)
+    else:
+        classes = resolve_class_index(class_index, n, sv)
+        image_index = np.arange(n, dtype=np.int32)
+    if ctx.limits.max_images and images.shape[0] > ctx.limits.max_images:
+        raise InvalidArgument(f"{images.shape[0]} rows (images × top_k) exceed the server limit of {ctx.limits.max_images}", "top_k")
+    resolved["target_layer"] = sv.target_layer
+
+    if method.kind == "single_pass":
+        inputs: dict[str, Any] = {"images": images, **call}
+        if "class_index" in sv.input_specs[method.name]:
+            inputs["class_index"] = classes
+        run = run_signature(sv, method.name, inputs, ctx, field="images", signature_field="method")
+        out = run.outputs
+        batch_size = max(batch_size, run.batch_size)
+        queue_s += run.queue_s
+        compute_s += run.compute_s
+        up = out.get("heatmap_upsampled", out.get("heatmap"))
+        low = out.get("heatmap")
+        heatmap = np.asarray(up, np.float32)
+        lowres = np.asarray(low, np.float32) if low is not None and low.shape != heatmap.shape else None
+    else:
+        start = time.perf_counter()
+        x = images.astype(np.float32) / 255.0
+        out = method.fn(sv.backend, x, class_index=classes, should_continue=ctx.should_continue, **call)
+        compute_s += time.perf_counter() - start
+        batch_size = max(batch_size, int(resolved.get("batch_size") or images.shape[0]))
+        heatmap = np.asarray(out["heatmap"], np.float32)
+        lowres = np.asarray(out["heatmap_lowres"], np.float32) if "heatmap_lowres" in out else None
+    raw = np.asarray(out["raw"], np.float32) if "raw" in out else None
+    probs = np.asarray(out["probabilities"], np.float32) if "probabilities" in out else None
+    resolved_classes = np.asarray(out.get("class_index", classes), np.int32)
+    extras = {k: np.asarray(v) for k, v in out.items() if k not in _STANDARD and not isinstance(v, dict)}
+    mask = _mask(heatmap, theta, rho)
+    if theta is not None:
+        resolved["theta"] = float(theta)
+    if rho is not None:
+        resolved["rho"] = float(rho)
+    return ExplainOutcome(method.name, heatmap, lowres, raw, probs, resolved_classes, image_index, mask,
+                          resolved, extras, batch_size, queue_s, compute_s)
+
+
+# ---------------------------------------------------------------------------- ImportanceMask
+@dataclass
+class MaskOutcome:
+    mask: np.ndarray
+    heatmaps: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    probabilities: np.ndarray
+    class_index: np.ndarray
+    params: dict[str, dict[str, Any]]
+    batch_size: int
+    queue_s: float
+    compute_s: float
+
+
+def importance_mask(
+    sv: ServableVersion,
+    images: np.ndarray,
+    methods: Sequence[str],
+    ctx: CallContext,
+    class_index: Sequence[int] = (),
+    theta: float | None = None,
+    rho: float | None = None,
+    dilations: int = 0,
+    method_params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> MaskOutcome:
+    """Masks of each method (θ-threshold or top-ρ of its normalised heat map, after ``dilations``
+    3×3 grey dilations) and their intersection; the class index is resolved once for all methods."""
+    from explain import masks as mk
+
+    if sv.kind != "classifier":
+        raise FailedPrecondition(f"importance masks need a classifier; model {sv.name!r} is an {sv.kind} model")
+    if not methods:
+        raise InvalidArgument(f"no methods given; model {sv.name!r} offers {sv.methods}", "methods")
+    if len(set(methods)) != len(methods):
+        raise InvalidArgument(f"methods {list(methods)} contain duplicates", "methods")
+    if (theta is None) == (rho is None):
+        raise InvalidArgument("give exactly one of theta (threshold of the normalised map) or rho (top fraction)", "theta")
+    if dilations < 0 or (ctx.limits.max_dilations and dilations > ctx.limits.max_dilations):
+        raise InvalidArgument(f"dilations {dilations} is out of range; accepted: 0..{ctx.limits.max_dilations}", "dilations")
+    method_params = dict(method_params or {})
+    unknown = sorted(set(method_params) - set(methods))
+    if unknown:
+        raise InvalidArgument(f"parameters given for method(s) {unknown} that are not in methods {list(methods)}", "method_params")
+    for name in methods:
+        lookup_method(sv, name, "methods")
+    n = images.shape[0]
+    classes = resolve_class_index(class_index, n, sv)
+    pre = predict_probabilities(sv, images, ctx)
+    probabilities = np.asarray(pre.outputs["probabilities"], np.float32)
+    classes = np.where(classes < 0, np.argmax(probabilities, axis=1), classes).astype(np.int32)
+    batch_size, queue_s, compute_s = pre.batch_size, pre.queue_s, pre.compute_s
+    heatmaps: dict[str, np.ndarray] = {}
+    per_method: dict[str, np.ndarray] = {}
+    resolved: dict[str, dict[str, Any]] = {}
+    for name in methods:
+        outcome = explain(sv, name, images, ctx, class_index=classes.tolist(), params=method_params.get(name, {}),
+                          params_field=f"method_params[{name!r}]")
+        batch_size = max(batch_size, outcome.batch_size)
+        queue_s += outcome.queue_s
+        compute_s += outcome.compute_s
+        heat = outcome.heatmap
+        if dilations:
+            heat = mk.dilate_heatmap(heat, int(dilations)).astype(np.float32)
+        heatmaps[name] = heat
+        per_method[name] = _mask(heat, theta, rho)  # type: ignore[assignment]
+        resolved[name] = outcome.params
+    mask = mk.intersect(*per_method.values())
+    mask_params: dict[str, Any] = {"dilations": int(dilations)}
+    if theta is not None:
+        mask_params["theta"] = float(theta)
+    if rho is not None:
+        mask_params["rho"] = float(rho)
+    resolved["mask"] = mask_params
+    return MaskOutcome(mask, heatmaps, per_method, probabilities, classes, resolved, batch_size, queue_s, compute_s)
+
+
+# ---------------------------------------------------------------------------- SimilarityMap
+@dataclass
+class SimilarityOutcome:
+    outputs: dict[str, np.ndarray]
+    region_score: np.ndarray | None
+    batch_size: int
+    queue_s: float
+    compute_s: float
+
+
+def region_fractions(region: np.ndarray, n: int, input_hw: tuple[int, int], target_hw: tuple[int, int],
+                     field: str = "region") -> np.ndarray:
+    """Fraction of each target-layer cell covered by ``region`` ``(H, W)`` or ``(N, H, W)`` → ``(N, h, w)``.
+
+    Area interpolation (``tf.image.resize(method='area')``): a cell's value is the mean of the
+    region weights over the input pixels it covers, fractional overlaps weighted.
+    """
+    import tensorflow as tf
+
+    r = np.asarray(region)
+    if r.ndim == 2:
+        r = np.broadcast_to(r, (n, *r.shape))
+    if r.ndim != 3 or r.shape[0] != n or tuple(r.shape[1:]) != tuple(input_hw):
+        raise InvalidArgument(f"region must have shape (H, W) or (N, H, W) = {[n, *input_hw]}; got {list(np.shape(region))}", field)
+    if r.dtype.kind not in "biuf":
+        raise InvalidArgument(f"region dtype {r.dtype} is not supported; accepted: bool, integers 0/1, floats in [0, 1]", field)
+    r = r.astype(np.float32)
+    if not np.all(np.isfinite(r)) or r.min() < 0 or r.max() > 1:
+        raise InvalidArgument("region values must be finite and in [0, 1]", field)
+    out = tf.image.resize(tf.constant(r[..., None]), target_hw, method="area")
+    return out.numpy()[..., 0]
+
+
+def similarity(sv: ServableVersion, query: np.ndarray, reference: np.ndarray, ctx: CallContext,
+               region: np.ndarray | None = None) -> SimilarityOutcome:
+    """Similarity maps of (query, reference) pairs (``reference`` of one image is compared with every query)."""
+    if sv.kind != "embedding" or "similarity_map" not in sv.signatures:
+        raise FailedPrecondition(
+            f"similarity maps need an embedding model with a 'similarity_map' signature; model {sv.name!r} "
+            f"version {sv.version} is a {sv.kind} (methods: {sv.methods})")
+    n = query.shape[0]
+    if reference.shape[0] == 1 and n > 1:
+        reference = np.repeat(reference, n, axis=0)
+    if reference.shape[0] != n:
+        raise InvalidArgument(f"{reference.shape[0]} reference images for {n} query images; send {n} or 1", "reference")
+    run = run_signature(sv, "similarity_map", {"query_images": query, "reference_images": reference}, ctx,
+                        field="query", signature_field="model")
+    out = {k: np.asarray(v) for k, v in run.outputs.items()}
+    score = None
+    if region is not None:
+        qmap = out["query_map"]
+        frac = region_fractions(region, n, tuple(sv.input_shape[:2]), tuple(qmap.shape[1:3]))
+        score = (qmap.astype(np.float64) * frac).sum(axis=(1, 2)).astype(np.float32)
+    return SimilarityOutcome(out, score, run.batch_size, run.queue_s, run.compute_s)
