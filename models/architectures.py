@@ -84,6 +84,14 @@ TARGET_LAYERS: dict[str, str] = {
 # VGG configuration A (Simonyan & Zisserman): filters per conv, "M" = 2×2 max pool.
 _VGG11_BLOCKS: tuple[tuple[int, ...], ...] = ((64,), (128,), (256, 256), (512, 512), (512, 512))
 
+# He-normal initialisation for every layer followed by a ReLU (as torchvision's VGG and ResNet).
+# Keras' default Glorot-uniform halves the activation variance at every ReLU layer, and VGG11
+# (ten ReLU layers, no normalisation) then does not train at all from scratch (loss stays at
+# ln 2). BatchNormalization momentum 0.9 = PyTorch's default (0.1 in its convention); Keras'
+# 0.99 leaves the moving statistics far from the data after short training runs.
+_RELU_INIT = "he_normal"
+_BN_MOMENTUM = 0.9
+
 
 def _scaled(units: int, width: float) -> int:
     return max(1, int(round(units * width)))
@@ -107,7 +115,8 @@ def min_input_size(name: str) -> int:
     Simple and Simpler use valid convolutions with large kernels, so they need larger inputs
     than the padded networks.
     """
-    sizes = {"vgg11": 32, "resnet18": 32, "simple": 88, "simpler": 60, "embedding": 16}
+    # Simple at 95 px: 91→45→39→19→15→7→1, and pool4 of a 1×1 map is empty; likewise Simpler at 63.
+    sizes = {"vgg11": 32, "resnet18": 32, "simple": 96, "simpler": 64, "embedding": 16}
     if name not in sizes:
         raise ValueError(f"unknown architecture {name!r}; accepted: {sorted(sizes)}")
     return sizes[name]
@@ -134,12 +143,13 @@ def vgg11(
     for b, filters in enumerate(_VGG11_BLOCKS, start=1):
         for c, f in enumerate(filters, start=1):
             x = layers.Conv2D(
-                _scaled(f, width), 3, padding="same", activation="relu", name=f"block{b}_conv{c}"
+                _scaled(f, width), 3, padding="same", activation="relu", kernel_initializer=_RELU_INIT,
+                name=f"block{b}_conv{c}",
             )(x)
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     for i in (1, 2):
-        x = layers.Dense(_scaled(4096, width), activation="relu", name=f"fc{i}")(x)
+        x = layers.Dense(_scaled(4096, width), activation="relu", kernel_initializer=_RELU_INIT, name=f"fc{i}")(x)
         x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
@@ -156,12 +166,12 @@ def _basic_block(x, filters: int, stride: int, prefix: str):
             # strided 1×1 Conv2D corrupts the heap on CPU (double free); see the module notes.
             x = layers.MaxPooling2D(1, strides=stride, name=f"{prefix}_0_subsample")(x)
         shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}_0_conv")(x)
-        shortcut = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_0_bn")(shortcut)
+        shortcut = layers.BatchNormalization(epsilon=1.001e-5, momentum=_BN_MOMENTUM, name=f"{prefix}_0_bn")(shortcut)
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_1_conv")(block_input)
-    y = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_1_bn")(y)
+    y = layers.BatchNormalization(epsilon=1.001e-5, momentum=_BN_MOMENTUM, name=f"{prefix}_1_bn")(y)
     y = layers.Activation("relu", name=f"{prefix}_1_relu")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_2_conv")(y)
-    y = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_2_bn")(y)
+    y = layers.BatchNormalization(epsilon=1.001e-5, momentum=_BN_MOMENTUM, name=f"{prefix}_2_bn")(y)
     y = layers.Add(name=f"{prefix}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{prefix}_out")(y)
 
@@ -180,7 +190,7 @@ def resnet18(
     inputs = _inputs(input_size)
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(_scaled(64, width), 7, strides=2, use_bias=False, name="conv1_conv")(x)
-    x = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-5, momentum=_BN_MOMENTUM, name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -208,10 +218,10 @@ def simple(
     inputs = _inputs(input_size)
     x = inputs
     for i, (k, f) in enumerate(((5, 20), (7, 64), (5, 96), (7, 128)), start=1):
-        x = layers.Conv2D(_scaled(f, width), k, activation="relu", name=f"conv{i}")(x)
+        x = layers.Conv2D(_scaled(f, width), k, activation="relu", kernel_initializer=_RELU_INIT, name=f"conv{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(_scaled(4096, width), activation="relu", name="fc1")(x)
+    x = layers.Dense(_scaled(4096, width), activation="relu", kernel_initializer=_RELU_INIT, name="fc1")(x)
     x = layers.Dropout(dropout, name="fc1_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
@@ -232,10 +242,10 @@ def simpler(
     inputs = _inputs(input_size)
     x = inputs
     for i, f in enumerate((20, 64, 96), start=1):
-        x = layers.Conv2D(_scaled(f, width), 9, activation="relu", name=f"conv{i}")(x)
+        x = layers.Conv2D(_scaled(f, width), 9, activation="relu", kernel_initializer=_RELU_INIT, name=f"conv{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(_scaled(100, width), activation="relu", name="fc1")(x)
+    x = layers.Dense(_scaled(100, width), activation="relu", kernel_initializer=_RELU_INIT, name="fc1")(x)
     x = layers.Dropout(dropout, name="fc1_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
@@ -286,7 +296,8 @@ def embedding_net(
     for b, filters in enumerate(blocks, start=1):
         for c, f in enumerate(filters, start=1):
             x = layers.Conv2D(
-                _scaled(f, width), 3, padding="same", activation="relu", name=f"block{b}_conv{c}"
+                _scaled(f, width), 3, padding="same", activation="relu", kernel_initializer=_RELU_INIT,
+                name=f"block{b}_conv{c}",
             )(x)
         if b < len(blocks):
             x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
@@ -322,7 +333,9 @@ def siamese_classifier(
     inputs = _inputs(input_size)
     x = inputs
     for b, f in enumerate((64, 128, 256), start=1):
-        x = layers.Conv2D(_scaled(f, width), 3, padding="same", activation="relu", name=f"block{b}_conv1")(x)
+        x = layers.Conv2D(
+            _scaled(f, width), 3, padding="same", activation="relu", kernel_initializer=_RELU_INIT, name=f"block{b}_conv1"
+        )(x)
         if b < 3:
             x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
