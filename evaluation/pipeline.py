@@ -308,6 +308,13 @@ def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = 
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; accepted: {list(EXPERIMENTS)}")
     ctx = Context(config, client, data, landmarks)
+    if config.annotations is None and data is not None and data.label_maps is not None and data.discriminative:
+        # synthetic data: annotations written from the ground truth, before any experiment needs them
+        from evaluation.annotations import write_annotations_from_ground_truth
+
+        path = ctx.out / "annotations.csv"
+        if not path.exists():
+            write_annotations_from_ground_truth(data, path)
     fingerprint = cache_key(config={k: v for k, v in config.to_json().items() if k not in ("progress", "servers", "model_root", "experiments", "timeout")},
                             models={n: m.version for n, m in ctx.models.items()})
     sections: list[Section] = []
