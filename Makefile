@@ -51,3 +51,24 @@ docker-smoke: $(STAMP)
 
 docker-lint:
 	hadolint Dockerfile
+
+# Reliability suites (issue 6); figures land in bench/RESULTS.md via `make reliability`.
+RELIABILITY_OUT ?= runs/reliability
+FUZZ_EXAMPLES ?= 5000
+LOAD_SECONDS ?= 12
+.PHONY: test-load test-fuzz test-faults test-security reliability
+
+test-load: $(STAMP)
+	RELIABILITY_OUT=$(RELIABILITY_OUT) LOAD_SECONDS=$(LOAD_SECONDS) $(PY) -m pytest -q -m "load or not slow" tests/test_reliability_load.py
+
+test-fuzz: $(STAMP)
+	RELIABILITY_OUT=$(RELIABILITY_OUT) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -m "fuzz or not slow" tests/test_reliability_fuzz.py
+
+test-faults: $(STAMP)
+	RELIABILITY_OUT=$(RELIABILITY_OUT) $(PY) -m pytest -q -m "faults or not slow" tests/test_reliability_faults.py
+
+test-security: $(STAMP)
+	RELIABILITY_OUT=$(RELIABILITY_OUT) $(PY) -m pytest -q -m security tests/test_reliability_security.py
+
+reliability: test-load test-fuzz test-faults test-security
+	$(PY) -m bench.run_load --report $(RELIABILITY_OUT)

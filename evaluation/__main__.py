@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             server = stack.enter_context(start_server(str(config.model_root), port=0, host="127.0.0.1"))
             addresses = [server.address]
             print(f"[evaluation] embedded server on {server.address}", file=sys.stderr)
-        client = stack.enter_context(ExplanationClient(addresses, timeout=config.timeout, token=args.token))
+        # retries with backoff (about 30 s in all) so a run rides through a server restart
+        client = stack.enter_context(
+            ExplanationClient(addresses, timeout=config.timeout, token=args.token, retries=8, backoff_max=5.0)
+        )
         infos = client.list_models()
         if not infos:
             print("error: the server has no models loaded", file=sys.stderr)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -91,7 +92,7 @@ class ResultCache:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError):  # truncated or corrupt: recompute
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):  # truncated or corrupt: recompute
             return None
 
     def put(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:

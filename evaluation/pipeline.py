@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from evaluation.cache import ResultCache, cache_key
+from evaluation.cache import ResultCache, atomic_write_text, cache_key
 from evaluation.report import Section, load_section, save_section, write_report
 
 __all__ = ["EvalConfig", "Context", "EXPERIMENTS", "experiment", "run_evaluation", "progress_bar"]
@@ -337,5 +337,5 @@ def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = 
         save_section(keyed, ctx.out)
         sections.append(section)
     report = write_report(ctx.out, sections, config.to_json(), _model_rows(ctx))
-    (ctx.out / "run.json").write_text(json.dumps({"service_calls": ctx.service_calls, "cache_hits": ctx.cache.hits, "cache_misses": ctx.cache.misses}))
+    atomic_write_text(ctx.out / "run.json", json.dumps({"service_calls": ctx.service_calls, "cache_hits": ctx.cache.hits, "cache_misses": ctx.cache.misses}))
     return report

@@ -13,6 +13,7 @@ Every error is :class:`serving.errors.InvalidArgument` with the field named.
 from __future__ import annotations
 
 import io
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -43,17 +44,42 @@ _TO_ENUM = {np.dtype(t): tf.as_dtype(t).as_datatype_enum for t in _NUMERIC}
 _FROM_ENUM = {enum: dtype for dtype, enum in _TO_ENUM.items()}
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, field: str) -> np.ndarray:
+def _dtype_name(value: int) -> str:
+    """The DataType name of an enum number, also for a number that is no DataType."""
+    try:
+        return tf.dtypes.DType(value).name if value else "unset"
+    except TypeError:
+        return f"unknown ({value})"
+
+
+def _itemsize(value: int) -> int:
+    try:
+        return max(1, np.dtype(tf.dtypes.DType(value).as_numpy_dtype).itemsize)
+    except (TypeError, KeyError, ValueError):  # no DataType, or one without a numpy type (resource, variant)
+        return 1
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto, field: str, max_bytes: int = 0) -> np.ndarray:
     """Decode a ``TensorProto`` (``field`` names it in errors).
 
     The common case, a numeric tensor whose bytes are in ``tensor_content`` (what
     ``tf.make_tensor_proto`` and :func:`to_tensor` write), is read with ``np.frombuffer``;
     everything else (``float_val``/``int_val`` lists, strings, …) goes through ``tf.make_ndarray``.
+
+    ``max_bytes`` (0 = no limit) bounds the decoded size: ``tf.make_ndarray`` pads a short value
+    list (``int_val: [7]``) to the element count of the shape, so a message of a few bytes could
+    claim gigabytes; the shape is checked against the limit before anything is allocated.
     """
     dtype = _FROM_ENUM.get(proto.dtype)
     dims = [d.size for d in proto.tensor_shape.dim]
-    if dtype is not None and proto.tensor_content and not proto.tensor_shape.unknown_rank and all(d >= 0 for d in dims):
-        count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if any(d < 0 for d in dims):
+        raise InvalidArgument(f"the tensor shape {dims} has a negative dimension", field)
+    count = math.prod(dims)  # Python integers: no overflow
+    if max_bytes and count * _itemsize(proto.dtype) > max_bytes:
+        raise InvalidArgument(
+            f"a tensor of shape {dims} ({_dtype_name(proto.dtype)}) would take {count * _itemsize(proto.dtype):,} "
+            f"bytes; the server limit is {max_bytes:,} bytes", field)
+    if dtype is not None and proto.tensor_content and not proto.tensor_shape.unknown_rank:
         if len(proto.tensor_content) != count * dtype.itemsize:
             raise InvalidArgument(
                 f"cannot decode the tensor (dtype {dtype.name}, shape {dims}): tensor_content has "
@@ -62,9 +88,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto, field: str) -> np.ndarray:
     try:
         return tf.make_ndarray(proto)
     except Exception as exc:  # malformed protos raise TypeError/ValueError from deep inside TF
-        name = tf.dtypes.DType(proto.dtype).name if proto.dtype else "unset"
         raise InvalidArgument(
-            f"cannot decode the tensor (dtype {name}, shape {dims}): its content does not match its dtype and shape",
+            f"cannot decode the tensor (dtype {_dtype_name(proto.dtype)}, shape {dims}): its content does not match "
+            "its dtype and shape",
             field,
         ) from exc
 
@@ -136,12 +162,31 @@ def _decode_one(data: bytes, index: int, field: str, max_side: int) -> np.ndarra
         raise InvalidArgument(f"cannot decode the image ({len(data)} bytes): not a valid PNG or JPEG file", where) from exc
 
 
+def _peek_size(data: bytes, index: int, field: str, max_side: int) -> tuple[int, int]:
+    """``(height, width)`` from an image file's header, without decoding its pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    where = f"{field}.encoded.data[{index}]"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("PNG", "JPEG"):
+                raise InvalidArgument(f"unsupported image format {img.format}; accepted: PNG, JPEG", where)
+            width, height = img.size
+    except InvalidArgument:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidArgument(f"cannot decode the image ({len(data)} bytes): not a valid PNG or JPEG file", where) from exc
+    _check_side(height, width, max_side, where)
+    return height, width
+
+
 def images_from_batch(
     batch: pb.ImageBatch,
     field: str,
     input_size: tuple[int, int, int] | None,
     max_images: int = 0,
     max_side: int = 0,
+    max_bytes: int = 0,
 ) -> np.ndarray:
     """Decode an :class:`ImageBatch` into uint8 ``(N, H, W, 3)``.
 
@@ -151,6 +196,8 @@ def images_from_batch(
         input_size: The model's ``(H, W, 3)``; ``None`` skips the size check.
         max_images: Server limit on ``N`` (0 = none).
         max_side: Server limit on ``H`` and ``W`` (0 = none).
+        max_bytes: Server limit on the decoded size of the batch, ``N·H·W·3`` bytes (0 = none),
+            checked from the tensor's shape or the files' headers before anything is decoded.
 
     Raises:
         InvalidArgument: no images, wrong rank/channels/dtype, NaN or out-of-range floats, a size
@@ -161,7 +208,7 @@ def images_from_batch(
         raise InvalidArgument("no images: set either 'tensor' (uint8 (N, H, W, 3)) or 'encoded' (PNG/JPEG files)", field)
     if which == "tensor":
         where = f"{field}.tensor"
-        arr = to_ndarray(batch.tensor, where)
+        arr = to_ndarray(batch.tensor, where, max_bytes)
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise InvalidArgument(f"images must have shape (N, H, W, 3); got {list(arr.shape)}", where)
         _check_count(arr.shape[0], max_images, where)
@@ -176,12 +223,19 @@ def images_from_batch(
         where = f"{field}.encoded"
         files = list(batch.encoded.data)
         _check_count(len(files), max_images, f"{where}.data")
-        decoded = [_decode_one(data, i, field, max_side) for i, data in enumerate(files)]
+        sizes = [_peek_size(data, i, field, max_side) for i, data in enumerate(files)]
+        total = sum(h * w * 3 for h, w in sizes)
+        if max_bytes and total > max_bytes:
+            raise InvalidArgument(
+                f"the {len(files)} encoded images would decode to {total:,} bytes; the server limit is "
+                f"{max_bytes:,} bytes (send fewer or smaller images)", where)
+        decoded = []
+        for i, data in enumerate(files):  # resized right after decoding: one full-size image at a time
+            d = _decode_one(data, i, field, max_side)
+            decoded.append(resize_images(d[None], tuple(input_size[:2]))[0] if batch.resize and input_size is not None else d)
         shapes = {d.shape for d in decoded}
         if len(shapes) > 1 and not (batch.resize and input_size is not None):
             raise InvalidArgument(f"the encoded images have different sizes {sorted(s[:2] for s in shapes)}; send one size or set resize", where)
-        if batch.resize and input_size is not None:
-            decoded = [resize_images(d[None], tuple(input_size[:2]))[0] for d in decoded]
         images = np.stack(decoded)
     if input_size is not None and tuple(images.shape[1:3]) != tuple(input_size[:2]):
         if batch.resize:

@@ -51,7 +51,8 @@ class ExplanationServicer(pb_grpc.ExplanationServiceServicer):
 
     def _images(self, batch: pb.ImageBatch, field: str, sv: ServableVersion) -> np.ndarray:
         limits = self.runtime.limits
-        return convert.images_from_batch(batch, field, sv.input_shape, limits.max_images, limits.max_side)
+        return convert.images_from_batch(batch, field, sv.input_shape, limits.max_images, limits.max_side,
+                                         limits.max_input_bytes)
 
     # ------------------------------------------------------------------ ListModels
     def _model_info(self, name: str, sv: ServableVersion) -> pb.ModelInfo:
@@ -130,7 +131,7 @@ class ExplanationServicer(pb_grpc.ExplanationServiceServicer):
             record.version = sv.version
             query = self._images(request.query, "query", sv)
             reference = self._images(request.reference, "reference", sv)
-            region = convert.to_ndarray(request.region, "region") if request.HasField("region") else None
+            region = convert.to_ndarray(request.region, "region", self.runtime.limits.max_input_bytes) if request.HasField("region") else None
             out = inference.similarity(sv, query, reference, self.runtime.call_context(context), region)
             record.batch = out.batch_size
             response = pb.SimilarityMapResponse(model_name=sv.name, model_version=sv.version, batch_size=out.batch_size)

@@ -60,6 +60,7 @@ class Limits:
     max_iterative_batch_size: int = 256
     max_top_k: int = 16
     max_dilations: int = 64
+    max_input_bytes: int = 64 * 2**20  # decoded size of one request tensor or image batch
 
 
 @dataclass

@@ -23,6 +23,33 @@ __all__ = ["ServerGate", "HEALTH_PREFIX"]
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
+class _Undecodable:
+    """Stands for a request whose bytes are not a valid message of the RPC's request type."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _safe_deserializer(deserialize: Any) -> Any:
+    """Wrap a request deserializer so that garbage bytes become :class:`_Undecodable`.
+
+    gRPC answers a deserializer exception with INTERNAL ("Exception deserializing request!");
+    a malformed request is the client's error, so the handler answers INVALID_ARGUMENT instead.
+    """
+    if deserialize is None:
+        return None
+    owner = getattr(deserialize, "__self__", None)
+    type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
+
+    def safe(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # noqa: BLE001 - DecodeError and friends
+            return _Undecodable(type_name)
+
+    return safe
+
+
 def _aborting_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same streaming kind as ``handler`` that only aborts."""
 
@@ -33,7 +60,8 @@ def _aborting_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, mes
         context.abort(code, message)
         yield  # pragma: no cover - makes this a generator
 
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    kw = {"request_deserializer": _safe_deserializer(handler.request_deserializer),
+          "response_serializer": handler.response_serializer}
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(abort, **kw)
     if handler.unary_stream:
@@ -96,6 +124,9 @@ class ServerGate(grpc.ServerInterceptor):
         inner = handler.unary_unary
 
         def tracked(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"the request is not a valid {request.type_name} protocol buffer message")
             with self._cv:
                 if self._draining.is_set():
                     refused = True
@@ -116,4 +147,5 @@ class ServerGate(grpc.ServerInterceptor):
                     self._on_change(-1)
 
         return grpc.unary_unary_rpc_method_handler(
-            tracked, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+            tracked, request_deserializer=_safe_deserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer)

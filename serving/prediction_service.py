@@ -46,7 +46,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         version, label = spec_version(spec)
         with self.runtime.registry.acquire(spec.name, version, label) as sv:
             record.version = sv.version
-            inputs = {name: convert.to_ndarray(t, f"inputs[{name!r}]") for name, t in request.inputs.items()}
+            inputs = {name: convert.to_ndarray(t, f"inputs[{name!r}]", self.runtime.limits.max_input_bytes) for name, t in request.inputs.items()}
             run = inference.run_signature(sv, signature, inputs, self.runtime.call_context(context))
             record.batch = run.batch_size
             outputs = run.outputs

@@ -402,6 +402,7 @@ class ModelRegistry:
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._failed: dict[tuple[str, int], tuple] = {}
         self._incomplete_logged: set[tuple[str, int]] = set()
+        self._outside_logged: set[Path] = set()
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
@@ -442,12 +443,26 @@ class ModelRegistry:
                 log.error("cannot list the model root %s: %s", self.root, exc)
                 return
             for entry in entries:
-                if entry.is_dir() and NAME_RE.match(entry.name):
+                if entry.is_dir() and NAME_RE.match(entry.name) and self._inside_root(entry):
                     names.add(entry.name)
                     self._poll_model(entry.name, entry)
             for gone in set(self._served) - names:
                 log.info("model %r left the model root; unloading every version", gone)
                 self._swap(gone, {})
+
+    def _inside_root(self, path: Path) -> bool:
+        """False (with a warning, once) for a directory that resolves outside the model root,
+        e.g. a symlink to elsewhere: the server never reads outside its model root."""
+        try:
+            resolved = path.resolve()
+        except OSError:
+            return False
+        if resolved == self.root or self.root in resolved.parents:
+            return True
+        if path not in self._outside_logged:
+            self._outside_logged.add(path)
+            log.warning("ignoring %s: it resolves to %s, outside the model root %s", path, resolved, self.root)
+        return False
 
     def policy_for(self, name: str) -> VersionPolicy:
         cfg = self.configs.get(name)
@@ -488,7 +503,7 @@ class ModelRegistry:
         on_disk: dict[int, Path] = {}
         try:
             for d in model_dir.iterdir():
-                if d.is_dir() and d.name.isdigit() and int(d.name) > 0:
+                if d.is_dir() and d.name.isdigit() and int(d.name) > 0 and self._inside_root(d):
                     on_disk.setdefault(int(d.name), d)
         except OSError as exc:
             log.error("cannot list %s: %s", model_dir, exc)

@@ -105,7 +105,7 @@ class RunningServer:
             on_reject=lambda label: self.metrics.queue_rejections.inc(str(label[0]), str(label[1])),
         )
         limits = Limits(max_images=o.max_request_batch_size, max_side=o.max_image_side,
-                        max_iterative_batch_size=o.max_iterative_batch_size)
+                        max_iterative_batch_size=o.max_iterative_batch_size, max_input_bytes=o.max_message_bytes)
         self.runtime = Runtime(registry, batcher, self.metrics, limits, o.deadline_margin_seconds)
         self.metrics.add_gauge(
             "explain_model_versions_available", "Model versions being served.",
