@@ -1,0 +1,107 @@
+"""Command line of the models package: ``python -m models train --preset small --out runs/models``.
+
+``train`` trains the four classifiers (``vgg11``, ``resnet18``, ``simple``, ``simpler``), a
+retrained copy of each from another seed (``<arch>_retrained``) and one embedding network per
+pooling kind (``embedding_avg``, ``embedding_max``, on the synthetic landmarks), exports each
+into the model root with :mod:`models.export` (TF Serving layout, next version) and prints a
+table of accuracies. The data is regenerated from the seed; the model cards record how.
+
+``presets`` lists the presets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from models.presets import MODEL_NAMES, PRESETS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m models",
+        description="Train and export the project's networks (see models/presets.py).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    presets_help = "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
+    tr = sub.add_parser(
+        "train",
+        help="train the classifiers, their retrained copies and the embedding networks, and export them",
+        description=(
+            "Train the four classifiers, a retrained copy of each (another seed) and the two embedding "
+            "networks of a preset, export them into a TF Serving model root and print their accuracies."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    tr.add_argument("--preset", default="small", metavar="NAME",
+                    help=f"training preset, one of {sorted(PRESETS)} ({presets_help})")
+    tr.add_argument("--out", default="runs/models", metavar="MODEL_ROOT",
+                    help="model root; each model becomes MODEL_ROOT/<name>/<version>/ (next version)")
+    tr.add_argument("--seed", type=int, default=0,
+                    help="seed of the data, the split and the models; retrained copies use seed + 1")
+    tr.add_argument("--only", action="append", metavar="NAMES",
+                    help=f"comma-separated subset of the models (repeatable); accepted: {', '.join(MODEL_NAMES)}")
+    tr.add_argument("--epochs", type=int, default=None,
+                    help="override the preset's epochs for every model")
+    tr.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                    help="also keep each model's best-on-validation weights as DIR/<name>.weights.h5")
+    tr.add_argument("--no-export", action="store_true", help="train only; write nothing to MODEL_ROOT")
+    tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
+    sub.add_parser("presets", help="list the presets")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from models.presets import get_preset, resolve_names
+
+    get_preset(args.preset)
+    resolve_names(args.only)
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed} must be a non-negative integer")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs {args.epochs} must be a positive integer")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a directory")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "presets":
+        for name, p in PRESETS.items():
+            print(f"{name:<6} {p.description}")
+        return 0
+    try:
+        _validate(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from models.presets import format_table, train_preset
+
+    t0 = time.perf_counter()
+    records = train_preset(
+        args.preset,
+        None if args.no_export else args.out,
+        seed=args.seed,
+        only=args.only,
+        epochs=args.epochs,
+        verbose=0 if args.quiet else 1,
+        checkpoint_dir=args.checkpoint_dir,
+        log=print,
+    )
+    print()
+    print(format_table(records))
+    print(f"\n{len(records)} models, preset {args.preset!r}, {time.perf_counter() - t0:.0f} s in all"
+          + ("" if args.no_export else f"; model root {Path(args.out).resolve()}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
