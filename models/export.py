@@ -55,7 +55,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
