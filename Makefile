@@ -37,7 +37,11 @@ test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m gpu
 
 bench: $(STAMP)
-	$(PY) -m bench.run_all
+	$(PY) -m bench.bench_datasets
+	$(PY) -m bench.bench_training
+	$(PY) -m bench.bench_explain
+	$(PY) -m bench.bench_serving
+	$(PY) -m bench.bench_evaluation --model-root $(MODEL_ROOT)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -258,7 +258,7 @@ def test_default_and_per_call_deadlines(server, images):
     with ExplanationClient(server.address) as c:
         with pytest.raises(ServiceError) as info:
             c.explain("simpler", "gradcam", images, timeout=1e-6)  # expires before the call leaves
-    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and info.value.attempts == 1
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and info.value.attempts <= 1  # never retried
 
 
 def test_parse_addresses_and_close(server):
