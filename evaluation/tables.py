@@ -19,12 +19,23 @@ from evaluation.cache import atomic_write_text
 __all__ = ["Table"]
 
 
+SIGNIFICANT_DIGITS = 6
+
+
 def _plain(value: Any) -> Any:
+    """A plain Python value; floats rounded to :data:`SIGNIFICANT_DIGITS` significant digits.
+
+    The service batches requests, and a convolution's float32 result can differ in the last bits
+    with the batch it ran in; rounding keeps the tables of a resumed run equal to those of an
+    uninterrupted one at every digit they show.
+    """
     if hasattr(value, "item") and callable(value.item):
         try:
-            return value.item()
+            value = value.item()
         except (ValueError, TypeError):
             pass
+    if isinstance(value, float) and math.isfinite(value) and value != 0.0:
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
     return value
 
 

@@ -39,6 +39,8 @@ import grpc
 import numpy as np
 import pytest
 
+from tests.table_compare import assert_same_tables
+
 from tests.reliability_helpers import (
     CLASSIFIER, REPO, SIZE, ServerProcess, copy_model_root, free_port, health, shared_model_root)
 
@@ -426,6 +428,10 @@ def test_sigterm_drains_requests_in_flight(tmp_path, tmp_path_factory):
 EVAL_ARGS = ["--experiments", "residuals,descriptors", "--images-per-class", "3", "--tsne-images-per-class", "6", "--quiet"]
 
 
+def _csv_tables(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((folder / "tables").glob("*.csv"))}
+
+
 def _tables(folder: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted((folder / "tables").glob("*"))}
 
@@ -472,7 +478,7 @@ def test_server_sigkill_during_evaluation_then_restart(tmp_path, tiny_model_root
         assert rc == 0, (tmp_path / "eval-killed.log").read_text()[-3000:]
         stats = json.loads((killed / "run.json").read_text())
         assert stats["cache_hits"] > 0, f"the rerun did not resume from the cache: {stats}"
-        assert _tables(killed) == _tables(reference)
+        assert_same_tables(_csv_tables(killed), _csv_tables(reference))
         figures = dict(cache_files_at_kill=cached_at_kill, cache_files_total=_cache_files(reference),
                        server_back_after_s=round(restarted_after, 1), evaluation_exit_after_kill=first_rc,
                        evaluation_restarts=restarts, tables_compared=len(_tables(reference)), tables_equal=True,
@@ -488,7 +494,7 @@ def test_server_sigkill_during_evaluation_then_restart(tmp_path, tiny_model_root
         assert again.wait(1200) == 0, (tmp_path / "eval-again.log").read_text()[-3000:]
         stats2 = json.loads((killed / "run.json").read_text())
         assert stats2["cache_misses"] >= 1 and stats2["service_calls"] >= 1, stats2
-        assert _tables(killed) == _tables(reference)
+        assert_same_tables(_csv_tables(killed), _csv_tables(reference))
     finally:
         server.stop()
     record(FAULT_KILL, **figures, torn_cache_file_then_rerun=f"{stats2['cache_misses']} item(s) recomputed, tables equal",
