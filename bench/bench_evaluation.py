@@ -42,11 +42,16 @@ def tsne_side_by_side(n: int = 5000, dim: int = 50, seed: int = 0, n_jobs: int =
     return rows
 
 
-def experiments_throughput(model_root: Path) -> list[tuple[str, int, float]]:
-    from evaluation.__main__ import main
+def experiments_throughput(model_root: Path | None, report: Path | None = None) -> list[tuple[str, int, float]]:
+    """Per-experiment images and seconds, from a fresh cold-cache run or an existing report's
+    ``sections/*.json`` (which record both)."""
+    if report is None:
+        from evaluation.__main__ import main
 
-    out = Path(tempfile.mkdtemp(prefix="bench_eval_"))
-    assert main(["--model-root", str(model_root), "--out", str(out), "--quiet"]) == 0
+        out = Path(tempfile.mkdtemp(prefix="bench_eval_"))
+        assert main(["--model-root", str(model_root), "--out", str(out), "--quiet"]) == 0
+    else:
+        out = report
     rows = []
     for path in sorted((out / "sections").glob("*.json")):
         sec = json.loads(path.read_text())
@@ -61,6 +66,7 @@ def experiments_throughput(model_root: Path) -> list[tuple[str, int, float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model-root", type=Path, help="also time every experiment on these models")
+    p.add_argument("--report", type=Path, help="read the timings of a finished cold-cache run (e.g. runs/report after make demo) instead")
     p.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = p.parse_args()
     lines = [f"## Evaluation ({dt.date.today().isoformat()}, {os.cpu_count()} CPUs)", "",
@@ -70,10 +76,10 @@ def main() -> None:
     base = tsne[0][1]
     for name, sec in tsne:
         lines.append(f"| {name} | {sec:.1f} | {sec / base:.2f} |")
-    if args.model_root:
-        lines += ["", f"Experiments through the service (embedded server, cold cache, models `{args.model_root}`):", "",
+    if args.model_root or args.report:
+        lines += ["", f"Experiments through the service (embedded server, cold cache, {args.report or args.model_root}):", "",
                   "| experiment | images | seconds | images/s |", "|---|---:|---:|---:|"]
-        for title, images, sec in experiments_throughput(args.model_root):
+        for title, images, sec in experiments_throughput(args.model_root, args.report):
             if images:
                 lines.append(f"| {title} | {images} | {sec:.1f} | {images / sec:.2f} |")
             elif title:

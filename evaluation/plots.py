@@ -182,7 +182,7 @@ def mosaic(
     thumbnails: np.ndarray,
     title: str,
     size: int = 2400,
-    thumb: int = 48,
+    thumb: int | None = None,
 ) -> Path:
     """Thumbnails drawn at their 2-D positions (seed 000 Fig. 5's t-SNE mosaic).
 
@@ -190,9 +190,12 @@ def mosaic(
         points: ``(N, 2)`` layout coordinates.
         thumbnails: ``(N, h, w, 3)`` uint8 images (e.g. thresholded visual explanations).
         size: Canvas side in pixels.
-        thumb: Thumbnail side in pixels.
+        thumb: Thumbnail side in pixels; ``None`` = as large as the number of points allows
+            (``0.7·size/√N``, between 48 and 200).
     """
     points = np.asarray(points, dtype=np.float64)
+    if thumb is None:
+        thumb = int(np.clip(0.7 * size / np.sqrt(max(1, len(points))), 48, 200))
     lo, hi = points.min(0), points.max(0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     xy = ((points - lo) / span * (size - thumb)).astype(int)
