@@ -47,12 +47,12 @@ compatible, exported as a SavedModel signature) and the eager helpers :func:`sim
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from explain.cam import compiled, get_view
 from explain.registry import Method, register
 from explain.resize import normalize_tf, upsample
 from explain.view import ExplainError, ModelView, check_images
@@ -200,25 +200,16 @@ def similarity_map(
 
 
 # ---------------------------------------------------------------------------- eager helpers
-_VIEWS: "weakref.WeakKeyDictionary[Any, ModelView]" = weakref.WeakKeyDictionary()
-_FNS: "weakref.WeakKeyDictionary[ModelView, dict[str, Any]]" = weakref.WeakKeyDictionary()
-
-
 def _view(model_or_view: Any) -> ModelView:
-    if isinstance(model_or_view, ModelView):
-        view = model_or_view
-    else:
-        view = _VIEWS.get(model_or_view)
-        if view is None:
-            view = ModelView(model_or_view)
-            _VIEWS[model_or_view] = view
+    view = get_view(model_or_view)
     _require_embedding_view(view)
     return view
 
 
 def _compiled(view: ModelView) -> dict[str, Any]:
-    fns = _FNS.get(view)
-    if fns is None:
+    """The eager helpers' compiled functions, cached on the view (see :func:`explain.cam.compiled`)."""
+
+    def build() -> dict[str, Any]:
         spec = tf.TensorSpec([None, *view.input_shape], tf.float32)
 
         @tf.function(input_signature=[spec])
@@ -229,9 +220,9 @@ def _compiled(view: ModelView) -> dict[str, Any]:
         def pairs(q, r):
             return similarity_map(view, query_images=q, reference_images=r)
 
-        fns = {"contributions": contributions, "pairs": pairs}
-        _FNS[view] = fns
-    return fns
+        return {"contributions": contributions, "pairs": pairs}
+
+    return compiled(view, ("similarity",), build)
 
 
 def _images(images: Any, view: ModelView, name: str) -> tf.Tensor:
