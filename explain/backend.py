@@ -61,6 +61,15 @@ class Backend:
         """Differentiable probabilities ``(B, C)`` for a float32 tensor (for optimised masks)."""
         raise MethodUnavailable("this model has no differentiable float input (no 'predict_float' signature)")
 
+    def logits_tf(self, images: tf.Tensor) -> tf.Tensor:
+        """Differentiable logits ``(B, C)`` (the pre-softmax scores) for a float32 tensor.
+
+        The default takes the log of :meth:`predict_tf`'s probabilities (logits up to a per-row
+        constant, which the log-odds do not depend on); float32 probabilities that round to 1
+        lose the margin, so backends that have the logits return them.
+        """
+        return tf.math.log(tf.maximum(self.predict_tf(images), 1e-30))
+
 
 class KerasBackend(Backend):
     """A backend over an in-process :class:`ModelView` (graph-compiled forward passes)."""
@@ -84,6 +93,9 @@ class KerasBackend(Backend):
 
     def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
         return self.view.run(images).probabilities
+
+    def logits_tf(self, images: tf.Tensor) -> tf.Tensor:
+        return self.view.run(images).logits
 
 
 class SavedModelBackend(Backend):
@@ -131,6 +143,12 @@ class SavedModelBackend(Backend):
         if "predict_float" not in self.signatures:
             return super().predict_tf(images)
         return self.signatures["predict_float"](images=images)["probabilities"]
+
+    def logits_tf(self, images: tf.Tensor) -> tf.Tensor:
+        if "predict_float" not in self.signatures:
+            return super().logits_tf(images)
+        out = self.signatures["predict_float"](images=images)
+        return out["logits"] if "logits" in out else super().logits_tf(images)
 
 
 ShouldContinue = Callable[[], bool]

@@ -24,6 +24,19 @@ Optional stage 2 (``refine_iterations > 0``, off by default): a full-resolution 
 from the stage-1 ``M``, optimised with λ1 0.01, TV weight 1.0 (same β) plus
 ``2.0 · mean|m (1 − m)|`` (pushes towards a binary mask), no mask blur, 150 iterations.
 
+Options beyond SPEC.md (defaults off, so the defaults are SPEC.md's):
+
+* ``score="log_odds"`` minimises ``max(log(p_c / (1 − p_c)), log_odds_floor)`` (floor −2 by
+  default, ``p_c ≈ 0.12``) in place of ``p_c``, computed stably from the logits
+  (``backend.logits_tf``: ``z_c − logsumexp_{j≠c} z_j``). A confident model's ``p_c`` rounds to
+  1 in float32, its gradient vanishes and the L1 term then keeps the mask at 1: the deletion game
+  finds nothing. The log-odds do not saturate; the floor plays the role of ``p_c``'s lower
+  bound (no gain from deleting more once the class is gone). The log-odds span tens of units
+  where ``p_c`` spans 1, so ``l1_coeff`` is usually raised with it.
+* ``perturbation="constant"`` replaces deleted pixels by the image's mean colour (Fong &
+  Vedaldi's constant perturbation) in place of the blurred image: a blur keeps a flat-coloured
+  object wider than its σ, and a model that looks at colour then cannot be fooled by it.
+
 Choices where the paper is silent:
 
 * Initial mask: all ones (the unperturbed image; as in the authors' PyTorch re-implementation).
@@ -62,7 +75,7 @@ from explain.backend import Backend, Cancelled, batches
 from explain.registry import Method, register
 from explain.view import ExplainError
 
-__all__ = ["perturbation_mask", "gaussian_kernel", "gaussian_blur", "DEFAULTS"]
+__all__ = ["perturbation_mask", "gaussian_kernel", "gaussian_blur", "DEFAULTS", "SCORES", "PERTURBATIONS"]
 
 DEFAULTS: dict[str, Any] = {
     "class_index": -1,
@@ -81,9 +94,17 @@ DEFAULTS: dict[str, Any] = {
     "refine_tv_coeff": 1.0,
     "refine_binary_coeff": 2.0,
     "noise_std": 0.0,
+    "perturbation": "blur",
+    "score": "probability",
+    "log_odds_floor": -2.0,
     "batch_size": 16,
     "check_every": 10,
 }
+
+#: Accepted values of ``score``: the class evidence the deletion game minimises.
+SCORES = ("probability", "log_odds")
+#: Accepted values of ``perturbation``: what a deleted pixel is replaced with.
+PERTURBATIONS = ("blur", "constant")
 
 _B1, _B2, _EPS = 0.9, 0.999, 1e-8
 
@@ -145,25 +166,33 @@ def _functions(backend: Backend) -> dict[str, Callable[..., Any]]:
         return fns
     size = tuple(int(s) for s in backend.input_shape[:2])
 
-    def objective(m, x, xb, cls, noise, l1, tv, beta, binary, mky, mkx, blur_mask):
+    def objective(m, x, xb, cls, noise, l1, tv, beta, binary, mky, mkx, blur_mask, log_odds, floor):
         big = _upsample(m, size)
         if blur_mask:  # straight-through: blurred forward, identity backward
             big = big + tf.stop_gradient(gaussian_blur(big, mky, mkx) - big)
         blend = x * big + xb * (1.0 - big) + noise
-        probs = backend.predict_tf(blend)
-        pc = tf.gather(probs, cls, axis=1, batch_dims=1)
+        if log_odds:
+            z = backend.logits_tf(blend)
+            zc = tf.gather(z, cls, axis=1, batch_dims=1)
+            others = tf.where(tf.one_hot(cls, tf.shape(z)[1]) > 0, tf.constant(-np.inf, z.dtype), z)
+            odds = zc - tf.reduce_logsumexp(others, axis=1)  # log(p_c / (1 - p_c)), no saturation
+            pc = tf.sigmoid(odds)
+            term = tf.maximum(odds, floor)
+        else:
+            pc = tf.gather(backend.predict_tf(blend), cls, axis=1, batch_dims=1)
+            term = pc
         per = (
-            pc
+            term
             + l1 * tf.reduce_mean(tf.abs(1.0 - m), axis=[1, 2, 3])
             + tv * _tv(m, beta)
             + binary * tf.reduce_mean(tf.abs(m * (1.0 - m)), axis=[1, 2, 3])
         )
         return per, pc
 
-    def step(m, adam_m, adam_v, t, x, xb, cls, noise, lr, l1, tv, beta, binary, mky, mkx, blur_mask):
+    def step(m, adam_m, adam_v, t, x, xb, cls, noise, lr, l1, tv, beta, binary, mky, mkx, blur_mask, log_odds, floor):
         with tf.GradientTape() as tape:
             tape.watch(m)
-            per, _ = objective(m, x, xb, cls, noise, l1, tv, beta, binary, mky, mkx, blur_mask)
+            per, _ = objective(m, x, xb, cls, noise, l1, tv, beta, binary, mky, mkx, blur_mask, log_odds, floor)
             total = tf.reduce_sum(per)  # sum of independent per-image objectives
         g = tape.gradient(total, m)
         adam_m = _B1 * adam_m + (1.0 - _B1) * g
@@ -257,6 +286,9 @@ def perturbation_mask(
     refine_tv_coeff: float = DEFAULTS["refine_tv_coeff"],
     refine_binary_coeff: float = DEFAULTS["refine_binary_coeff"],
     noise_std: float = DEFAULTS["noise_std"],
+    perturbation: str = DEFAULTS["perturbation"],
+    score: str = DEFAULTS["score"],
+    log_odds_floor: float = DEFAULTS["log_odds_floor"],
     batch_size: int = DEFAULTS["batch_size"],
     check_every: int = DEFAULTS["check_every"],
     should_continue: Callable[[], bool] | None = None,
@@ -277,6 +309,12 @@ def perturbation_mask(
         refine_iterations: Stage-2 (full resolution) steps; 0 = no stage 2.
         refine_l1_coeff, refine_tv_coeff, refine_binary_coeff: Stage-2 weights.
         noise_std: Std of Gaussian noise added to the blend each iteration.
+        perturbation: What a deleted pixel becomes: ``"blur"`` (the blurred image, SPEC.md) or
+            ``"constant"`` (the image's mean colour; Fong & Vedaldi's constant perturbation).
+        score: The class evidence minimised: ``"probability"`` (``p_c``, SPEC.md) or
+            ``"log_odds"`` (``max(log(p_c / (1 − p_c)), log_odds_floor)`` from the logits; see the
+            module docstring).
+        log_odds_floor: With ``score="log_odds"``, no gain below this log-odds.
         batch_size: Images optimised together.
         check_every: ``should_continue()`` is called before the first step and every
             ``check_every`` steps.
@@ -308,6 +346,19 @@ def perturbation_mask(
     ).items()}
     if coeffs["tv_beta"] < 1.0:
         raise ExplainError(f"tv_beta {tv_beta!r} must be >= 1")
+    if perturbation not in PERTURBATIONS:
+        raise ExplainError(f"perturbation {perturbation!r} is not one of {list(PERTURBATIONS)}")
+    if score not in SCORES:
+        raise ExplainError(f"score {score!r} is not one of {list(SCORES)}")
+    log_odds = score == "log_odds"
+    try:
+        floor = float(log_odds_floor)
+    except (TypeError, ValueError):
+        raise ExplainError(f"log_odds_floor must be a number; got {log_odds_floor!r}") from None
+    if not math.isfinite(floor):
+        raise ExplainError(f"log_odds_floor must be finite; got {log_odds_floor!r}")
+    if log_odds and (backend.num_classes or 0) < 2:
+        raise ExplainError(f"score 'log_odds' needs at least 2 classes; the model has {backend.num_classes}")
 
     def keep_going() -> None:
         if should_continue is not None and not should_continue():
@@ -352,7 +403,10 @@ def perturbation_mask(
     try:
         for sl in batches(n, batch_size):
             x = tf.constant(x_all[sl])
-            xb = gaussian_blur(x, ky, kx)
+            if perturbation == "constant":  # each image's mean colour
+                xb = tf.broadcast_to(tf.reduce_mean(x, axis=[1, 2], keepdims=True), tf.shape(x))
+            else:
+                xb = gaussian_blur(x, ky, kx)
             cls = tf.constant(classes[sl])
             b = int(x.shape[0])
             m = tf.ones([b, h, w, 1], tf.float32)
@@ -364,7 +418,8 @@ def perturbation_mask(
                 m = tf.ensure_shape(m, [b, *shape, 1])
                 adam_m = tf.zeros_like(m)
                 adam_v = tf.zeros_like(m)
-                args = (f32(lr), f32(l1), f32(tv), f32(coeffs["tv_beta"]), f32(binary), mky, mkx, blurm)
+                args = (f32(lr), f32(l1), f32(tv), f32(coeffs["tv_beta"]), f32(binary), mky, mkx, blurm,
+                        log_odds, f32(floor))
                 for it in range(iters):
                     if it % check_every == 0 and step_count:
                         keep_going()
@@ -380,7 +435,7 @@ def perturbation_mask(
             last = stages[-1]
             per, pc = fns["objective"](  # the returned mask, without noise or mask blur
                 m, x, xb, cls, tf.zeros([1, H, W, 3], tf.float32), f32(last[2]), f32(last[3]),
-                f32(coeffs["tv_beta"]), f32(last[4]), mky, mkx, False,
+                f32(coeffs["tv_beta"]), f32(last[4]), mky, mkx, False, log_odds, f32(floor),
             )
             out_low.append(low.numpy()[..., 0])
             out_mask.append(big.numpy()[..., 0])

@@ -49,7 +49,8 @@ masks of many images of the class, that the network uses with high regularity. T
    similarities) adapts to each class's own spread and splits even a homogeneous set of regions
    into several clusters. In each cluster at most **one region per image** is kept: the member
    most similar to the exemplar (the exemplar itself for its own image). A cluster is dropped when
-   fewer than ``min_images`` images contribute or when it is **incoherent**: the mean similarity
+   fewer than ``min_images`` images (or fewer than ``min_regularity`` of the class's images)
+   contribute or when it is **incoherent**: the mean similarity
    over the pairs of its kept members is below ``coherence_threshold`` (0.5 by default).
 
 5. **The summary** (:class:`Summary`): its members (image, box, footprint), their crops (when the
@@ -648,6 +649,7 @@ def summarize_class(
     damping: float = 0.7,
     coherence_threshold: float = 0.5,
     min_images: int = 2,
+    min_regularity: float = 0.0,
 ) -> list[Summary]:
     """The visual summaries of one class (module docstring, steps 1–5).
 
@@ -670,6 +672,8 @@ def summarize_class(
         damping: Affinity propagation's damping (0.9 is tried when it does not converge).
         coherence_threshold: Clusters whose mean pairwise member similarity is below are dropped.
         min_images: Clusters to which fewer images contribute are dropped.
+        min_regularity: Clusters to which fewer than this share of the ``N`` images contribute
+            are dropped (seed 004's summaries are parts used "with high regularity").
 
     Returns:
         The summaries, most regular first.
@@ -681,6 +685,8 @@ def summarize_class(
     A = np.asarray(activations)
     if A.ndim != 4 or A.shape[0] != n:
         raise ValueError(f"activations must have shape ({n}, h, w, K); got {A.shape}")
+    if not 0.0 <= float(min_regularity) <= 1.0:
+        raise ValueError(f"min_regularity {min_regularity!r} must lie in [0, 1]")
     if label_maps is not None and np.asarray(label_maps).shape != (n, H, W):
         raise ValueError(f"label_maps must have shape {(n, H, W)}; got {np.asarray(label_maps).shape}")
     if images is not None and np.asarray(images).shape[:3] != (n, H, W):
@@ -703,7 +709,7 @@ def summarize_class(
     summaries: list[Summary] = []
     for k, e in enumerate(centres):
         kept = one_region_per_image(np.flatnonzero(labels == k), int(e), [r.image for r in regions], S)
-        if len(kept) < min_images:
+        if len(kept) < min_images or len(kept) < min_regularity * n - 1e-9:
             continue
         coherence = cluster_coherence(S, kept)
         if coherence < coherence_threshold:

@@ -143,3 +143,77 @@ def test_registry_entry_and_blur():
     # mirror padding: a constant image stays constant (no darkening at the borders)
     x = tf.fill([1, 10, 12, 3], 0.3)
     np.testing.assert_allclose(gaussian_blur(x, tf.constant(k), tf.constant(k)).numpy(), 0.3, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------- score and perturbation options
+def _saturated_backend():
+    """The quadrant model with 20x the class weights: p_0 of a dotted image rounds to 1.0 in float32."""
+    model = _quadrant_model()
+    dense = model.get_layer("predictions")
+    w, b = dense.get_weights()
+    dense.set_weights([w * 20.0, b * 20.0])
+    return KerasBackend(ModelView(model))
+
+
+def test_log_odds_score_escapes_a_saturated_probability(images):
+    be = _saturated_backend()
+    assert np.all(be.predict(images)[:, 0] == 1.0)  # saturated: d p_0 / d x underflows
+    by_p = perturbation_mask(be, images, class_index=0, iterations=ITER, seed=0)
+    by_odds = perturbation_mask(be, images, class_index=0, iterations=ITER, seed=0, score="log_odds")
+    # probability: the L1 term wins everywhere and the mask keeps (almost) the whole image
+    assert np.all(by_p["probability_perturbed"] > 0.99) and by_p["raw"].max() < 0.5
+    # log-odds: the evidence in the seen quadrant is deleted, the class probability falls
+    assert np.all(by_odds["probability_perturbed"] < 0.5)
+    raw = by_odds["raw"]
+    tl = raw[:, :HALF, :HALF].sum(axis=(1, 2))
+    assert np.all(tl > 0.7 * raw.sum(axis=(1, 2)))
+
+
+def test_log_odds_of_two_classes_is_the_logit_margin():
+    from explain.perturbation import _functions  # the compiled objective
+
+    be = KerasBackend(ModelView(_quadrant_model()))
+    x = tf.constant(np.stack([_dotted(3)]))
+    z = be.logits_tf(x).numpy()[0]
+    fn = _functions(be)["objective"]
+    one = tf.ones([1, 8, 8, 1])
+    zero3 = tf.zeros([1, SIZE, SIZE, 3])
+    k = tf.constant(np.ones(1, np.float32))
+    f = lambda v: tf.constant(v, tf.float32)  # noqa: E731
+    per, pc = fn(one, x, x, tf.constant([0]), zero3, f(0.0), f(0.0), f(3.0), f(0.0), k, k, False, True, f(-50.0))
+    assert per.numpy()[0] == pytest.approx(z[0] - z[1], abs=1e-4)  # m = 1: the clean image, no penalty
+    assert pc.numpy()[0] == pytest.approx(be.predict(x.numpy())[0, 0], abs=1e-5)
+    per, _ = fn(one, x, x, tf.constant([0]), zero3, f(0.0), f(0.0), f(3.0), f(0.0), k, k, False, True, f(z[0] - z[1] + 1))
+    assert per.numpy()[0] == pytest.approx(z[0] - z[1] + 1, abs=1e-4)  # floored
+
+
+def _red_square(size=SIZE):
+    """Grey image with one 14x14 red square in the top-left quadrant: a blur (σ ≈ 2.9 px) keeps
+    its centre red, the image's mean colour does not."""
+    img = np.full((size, size, 3), 0.5, np.float32)
+    img[8:22, 8:22] = (1.0, 0.0, 0.0)
+    return img
+
+
+def test_constant_perturbation_deletes_what_a_blur_keeps():
+    be = KerasBackend(ModelView(_quadrant_model()))
+    x = np.stack([_red_square()])
+    p0 = be.predict(x)[0, 0]
+    blur = perturbation_mask(be, x, class_index=0, iterations=ITER, seed=0, score="log_odds")
+    const = perturbation_mask(be, x, class_index=0, iterations=ITER, seed=0, score="log_odds",
+                              perturbation="constant")
+    assert p0 > 0.99
+    assert const["probability_perturbed"][0] < 0.2
+    assert const["probability_perturbed"][0] < blur["probability_perturbed"][0]
+    raw = const["raw"][0]
+    on_square = raw[8:22, 8:22].mean()
+    assert on_square > 0.5 and on_square > 3 * raw[SIZE // 2:, :].mean()
+
+
+def test_option_errors_name_the_accepted_values(backend, images):
+    with pytest.raises(ExplainError, match=r"score 'prob' is not one of \['probability', 'log_odds'\]"):
+        perturbation_mask(backend, images, iterations=1, score="prob")
+    with pytest.raises(ExplainError, match=r"perturbation 'noise' is not one of \['blur', 'constant'\]"):
+        perturbation_mask(backend, images, iterations=1, perturbation="noise")
+    with pytest.raises(ExplainError, match="log_odds_floor must be finite"):
+        perturbation_mask(backend, images, iterations=1, score="log_odds", log_odds_floor=float("-inf"))

@@ -407,6 +407,9 @@ def test_experiment_runs_on_a_fake_service(tmp_path):
     assert sorted((r["class"], r["majority object"], r["on planted"]) for r in good) == [
         ("city_a", "sky", "no"), ("city_a", "skyscraper", "yes"), ("city_b", "fence", "yes")]
     assert all(r["regularity"] == pytest.approx(1.0) and r["images"] == 6 for r in good)
+    # the pointing game: the skyscraper and fence summaries' peaks all hit, the sky one's miss
+    assert sorted((r["majority object"], r["pointing hits"]) for r in good) == [
+        ("fence", 1.0), ("sky", 0.0), ("skyscraper", 1.0)]
     # bad: predicts city_a for everything -> city_a as good's, city_b not summarised
     bad = [r for r in recs if r["model"] == "bad"]
     assert sorted(r["class"] for r in bad) == ["city_a", "city_a"]
@@ -416,13 +419,57 @@ def test_experiment_runs_on_a_fake_service(tmp_path):
     assert set(arch) == {"good", "bad"}  # retrained copies and models without the method are left out
     assert arch["good"]["summaries"] == 3 and arch["bad"]["summaries"] == 2
     (f,) = section.findings
-    assert f.holds is True and "3 of 5 summaries" in f.evidence
+    assert f.holds is True and "3 of 5 summaries" in f.evidence and "pointing game" in f.evidence
+    assert "by the stricter pixel rule" in f.evidence and "3 of 5" in f.evidence.split("stricter")[1]
     # figures: one per (model, class) with summaries, and the bar chart
     assert len(section.figures) == 4 and all((tmp_path / p).exists() for p, _ in section.figures)
     # the JSON per model, reusable with assign_regions
     data = json.loads((tmp_path / "summaries" / "good.json").read_text())
-    assert data["params"] == {"iterations": 100, "seed": 0, "class_index": -1} and data["importance"] == "raw"
+    assert data["params"] == {"iterations": 100, "seed": 0, "class_index": -1, "mask_scale": 2, **ex.MASK_PARAMS}
+    assert data["importance"] == "raw"
+    assert data["classes"]["city_b"]["summaries"][0]["pointing_hits"] == [True] * 6
     back = su.summaries_from_json(data["classes"]["city_b"]["summaries"])
     assert len(back) == 1 and back[0].members[0].image_size == (H, H)
     assert back[0].image_ids[0].startswith("im")
     assert ctx.results["summaries"]["good"] == {"city_a": 2, "city_b": 1}
+
+
+def test_min_regularity_drops_parts_few_images_use():
+    heat, A, labels = planted(n=12)
+    heat[4:, 5 * CELL:7 * CELL, 4 * CELL:7 * CELL] = 0.1  # blob B only in images 0-3 (a third)
+    both = su.summarize_class(heat, A, labels, NAMES, seed=0, min_regularity=1 / 3)
+    assert sorted((s.majority_object, s.size) for s in both) == [("fence", 4), ("skyscraper", 12)]
+    only_a = su.summarize_class(heat, A, labels, NAMES, seed=0, min_regularity=0.5)
+    assert [(s.majority_object, s.size) for s in only_a] == [("skyscraper", 12)]
+    with pytest.raises(ValueError, match="min_regularity 1.5 must lie in"):
+        su.summarize_class(heat, A, labels, NAMES, seed=0, min_regularity=1.5)
+
+
+def test_pointing_game_hand_cases():
+    assert ex.pointing_tolerance((224, 224)) == pytest.approx(15.0)
+    assert ex.pointing_tolerance((128, 96)) == pytest.approx(15.0 * 96 / 224)
+    assert ex.mask_scale_for((224, 224, 3)) == 8 and ex.mask_scale_for((128, 128, 3)) == 5
+    assert ex.mask_scale_for((16, 16, 3)) == 1 and ex.mask_scale_for(None) == 8
+    # a flat plateau points to its centre, not to its first pixel
+    fp = np.zeros((20, 20), bool)
+    fp[2:9, 4:15] = True
+    assert ex.region_peak(fp, fp.astype(np.float32)) == (5, 9)
+    heat = np.zeros((20, 20), np.float32)
+    heat[3, 13] = 1.0  # a single peak inside the region wins over the plateau
+    assert ex.region_peak(fp, heat + 0.1 * fp) == (3, 13)
+    # hits: the peak (5, 9) is 3 px from a planted pixel at (5, 12): a hit at tolerance 3, not 2.9
+    planted_px = np.zeros((1, 20, 20), bool)
+    planted_px[0, 5, 12] = True
+    region = su.Region(0, (2, 4, 9, 15), fp, 1.0, int(fp.sum()), "component", (20, 20))
+    s = _summary({"sky": 1}, [0])
+    s.members = [region]
+    hm = fp[None].astype(np.float32)
+    assert ex.pointing_hits(s, hm, planted_px, 3.0) == [True]
+    assert ex.pointing_hits(s, hm, planted_px, 2.9) == [False]
+    assert ex.pointing_hits(s, hm, np.zeros_like(planted_px), 50.0) == [False]  # nothing planted
+    # chance: the share of pixels within the tolerance (a 3x3 cross-free disk of radius 1 = 5 px)
+    one = np.zeros((1, 10, 10), bool)
+    one[0, 5, 5] = True
+    assert ex.pointing_chance(one, 1.0) == pytest.approx(5 / 100)
+    assert ex.falls_on_by_pointing([True, True, False]) and not ex.falls_on_by_pointing([True, False])
+    assert not ex.falls_on_by_pointing([])

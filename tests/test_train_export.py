@@ -511,3 +511,33 @@ def test_cli_trains_and_exports_a_subset(tmp_path):
     assert "simpler" in r.stdout and "test" in r.stdout
     card = json.loads((tmp_path / "models" / "simpler" / "1" / E.CARD_PATH).read_text())
     assert card["preset"] == "tiny" and card["epochs"] == 1
+
+
+def test_null_scenes_join_the_training_split_only():
+    import dataclasses
+
+    from models import presets
+    from models.datasets.ade20k import NAME_TO_INDEX
+
+    p = dataclasses.replace(presets.get_preset("tiny"), n_per_class=40, image_size=32, null_fraction=0.25)
+    p0 = dataclasses.replace(p, null_fraction=0.0)
+    presets.PRESETS["_null_test"], presets.PRESETS["_null_test0"] = p, p0
+    try:
+        tr, va, te, cfg = presets.make_city_data("_null_test", seed=3)
+        tr0, va0, te0, _ = presets.make_city_data("_null_test0", seed=3)
+    finally:
+        del presets.PRESETS["_null_test"], presets.PRESETS["_null_test0"]
+    n = round(0.25 * len(tr0))
+    assert len(tr) == len(tr0) + n and cfg["null_fraction"] == 0.25 and cfg["sizes"]["train"] == len(tr)
+    np.testing.assert_array_equal(tr.images[: len(tr0)], tr0.images)  # the city images come first, unchanged
+    np.testing.assert_array_equal(va.images, va0.images)
+    np.testing.assert_array_equal(te.images, te0.images)
+    nulls = tr.subset(np.arange(len(tr0), len(tr)))
+    assert all(i.startswith("null/") for i in nulls.ids) and len(set(tr.ids)) == len(tr)
+    assert abs(int(np.bincount(nulls.labels, minlength=2)[0]) - n / 2) <= 0.5  # spread evenly over the labels
+    planted = [NAME_TO_INDEX[o] for objs in tr.discriminative.values() for o in objs]
+    assert not np.isin(nulls.label_maps, planted).any()  # no planted object at all
+    assert np.isin(tr0.label_maps, planted).any()
+    with pytest.raises(ValueError, match="null_fraction"):
+        presets.add_null_scenes(tr0, -0.1, 0)
+    assert presets.add_null_scenes(tr0, 0.0, 0) is tr0

@@ -7,23 +7,36 @@ architectures) and every class:
   (:meth:`Context.sample`; 12 by default). Only the images the model classifies correctly are
   summarised — a summary describes the evidence the network uses *to recognise the class* — and
   the regularity of a summary is a share of those.
-* **Masks**: optimised perturbation masks through the service,
-  ``ctx.explain(model, "perturbation_mask", idx, iterations=it, seed=config.seed)`` for the
-  predicted class (``class_index = -1``). ``it`` is the ``confidence``/``localisation``
-  experiments' rule (:func:`evaluation.experiments.confidence_gains.perturbation_iterations`):
-  the authors' 300 iterations at 224 px and more, 100 below, where the stage-1 mask has at most
-  16×16 cells (input/8) and converges sooner. With the same parameters the first
-  ``ccg_images_per_class`` images per class come from the cache those experiments fill. Cost on
-  2 CPU cores at the ``small`` preset (128 px): about 5–15 ms per image and iteration depending
-  on the architecture, so 4 models × 24 images × 100 iterations ≈ 50–140 s cold and about half of
-  that after the ``confidence`` experiment. The importance map is the service's ``raw`` output
-  ``1 − M`` (not normalised, so the threshold 0.5 means "at least half deleted"; the normalised
-  ``heatmap`` is used when a server does not return ``raw``).
+* **Masks**: optimised perturbation masks through the service for the predicted class
+  (``class_index = -1``), ``ctx.explain(model, "perturbation_mask", idx, **params)`` with
+  ``iterations`` from the ``confidence`` experiment's rule
+  (:func:`evaluation.experiments.confidence_gains.perturbation_iterations`: the authors' 300 at
+  224 px and more, 100 below) and three departures from SPEC.md's defaults (:data:`MASK_PARAMS`),
+  each measured on the ``small`` VGG11 (24 test images):
+
+  - ``score="log_odds"``: the deletion game minimises ``max(log(p_c / (1 − p_c)), −2)`` instead of
+    ``p_c``. The small two-class models are saturated (``p_c`` rounds to 1.0 in float32), so the
+    gradient of ``p_c`` vanishes and the L1 term keeps the mask at 1: with ``p_c``, 22 of 24 masks
+    ended with ``p_c(blend) = 1.00``, i.e. deleted nothing.
+  - ``perturbation="constant"`` (Fong & Vedaldi's constant perturbation, the image's mean colour)
+    instead of the blur: the planted objects are flat colour shapes that a blur with σ = 10 px at
+    224 px keeps (blurring the whole image left ``p(city_a)`` at 0.93–1.00 for most images), so
+    a blur cannot delete them.
+  - ``l1_coeff=10`` instead of 0.5: the log-odds span about 20 units where ``p_c`` spans 1, so the
+    sparsity weight is scaled by 20; with 0.5 the masks deleted 25–35 % of the image.
+  - ``mask_scale``: :func:`mask_scale_for`, cells of about 1/28 of the image as input/8 gives at
+    224 px (5 px at 128 px instead of 16 px), so thin objects (fences, signboards) can be isolated.
+
+  The importance map is the service's ``raw`` output ``1 − M`` (not normalised, so the threshold
+  0.5 means "at least half deleted"; the normalised ``heatmap`` is used when a server does not
+  return ``raw``). Cost at 128 px on 2 CPU cores: about 13–15 s per model for 24 images.
 * **Features**: target-layer activations ``ctx.features(model, idx)`` (cached).
 * **Summaries**: :func:`explain.summaries.summarize_class` with its defaults (connected
   components of ``1 − M ≥ 0.5``, at least 0.5 % of the image, at most 5 per image; similarity
   ``0.6 · cos + 0.4 · exp(−‖Δg‖²/0.5²)``; affinity propagation with preference 0.3, seeded with
-  ``config.seed``; coherence ≥ 0.5; at least 2 images), objects from the ground-truth label maps.
+  ``config.seed``; coherence ≥ 0.5; at least 2 images), plus ``min_regularity`` =
+  :data:`MIN_REGULARITY` (a third of the class's summarised images), objects from the
+  ground-truth label maps.
 
 Reported: a table of every summary (regularity, coherence, objects), one figure per (model, class)
 with each summary's member crops side by side and their mean footprint, the architecture table
@@ -68,14 +81,103 @@ __all__ = [
     "summaries_finding",
     "summary_figure_rows",
     "iterations_for",
+    "mask_scale_for",
+    "pointing_tolerance",
+    "region_peak",
+    "pointing_hits",
+    "pointing_chance",
+    "falls_on_by_pointing",
+    "MASK_PARAMS",
+    "MIN_REGULARITY",
     "run",
 ]
 
 #: Summaries shown per (model, class) figure, and member crops per summary.
 MAX_FIGURE_ROWS = 8
 MAX_FIGURE_CROPS = 8
-#: A summary falls on planted objects when more than this share of its pixels are planted pixels.
+#: A summary falls on planted objects when more than this share of its members hit them.
 MAJORITY = 0.5
+#: Pointing-game tolerance (Zhang et al. 2016, "Top-down neural attention by excitation
+#: backprop"): 15 px at 224 px, scaled with the input size.
+POINTING_TOLERANCE_AT_224 = 15.0
+#: Least share of a class's summarised images that must contribute to a summary (seed 004: parts
+#: the network uses "with high regularity"; a cluster of 2 of 12 images is an accident).
+MIN_REGULARITY = 1.0 / 3.0
+#: The perturbation masks of the summaries (see the module docstring, "Masks").
+MASK_PARAMS: dict[str, Any] = {"score": "log_odds", "perturbation": "constant", "l1_coeff": 10.0}
+
+
+def mask_scale_for(input_size: Sequence[int] | None) -> int:
+    """Stage-1 mask cell size: SPEC.md's input/8 at 224 px, i.e. 28 cells across, kept at about
+    28 cells for smaller inputs (``round(8 · H / 224)``, at least 1): 5 px cells at 128 px."""
+    if input_size is None:
+        return 8
+    side = min(int(v) for v in list(input_size)[:2])
+    return max(1, int(round(8 * side / 224)))
+
+
+def pointing_tolerance(image_size: Sequence[int]) -> float:
+    """The pointing game's tolerance in pixels for an ``(H, W)`` image (15 px at 224 px)."""
+    return POINTING_TOLERANCE_AT_224 * min(int(v) for v in list(image_size)[:2]) / 224.0
+
+
+def region_peak(footprint: np.ndarray, heat: np.ndarray, atol: float = 1e-6) -> tuple[int, int]:
+    """``(y, x)`` of the highest importance inside a region: the innermost pixel (farthest from
+    its border, Euclidean distance transform) of the set where the importance is within ``atol``
+    of the region's maximum, so a flat plateau of a saturated mask (``1 − M = 1``) points to its
+    centre rather than to its first pixel; among equally deep pixels the one nearest their
+    centroid (then the first in raster order)."""
+    from scipy import ndimage
+
+    fp = np.asarray(footprint, bool)
+    h = np.where(fp, np.asarray(heat, np.float64), -np.inf)
+    top = fp & (h >= h.max() - atol)
+    depth = np.where(top, ndimage.distance_transform_edt(np.pad(top, 1))[1:-1, 1:-1], -1.0)
+    deepest = np.argwhere(depth == depth.max())  # raster order
+    centre = deepest.mean(axis=0)
+    y, x = deepest[int(np.argmin(((deepest - centre) ** 2).sum(axis=1)))]
+    return int(y), int(x)
+
+
+def pointing_hits(summary: Summary, heat: np.ndarray, planted: np.ndarray, tolerance: float) -> list[bool]:
+    """The pointing game per member: does the member's importance peak (:func:`region_peak`)
+    lie within ``tolerance`` px of a planted-object pixel?
+
+    Args:
+        summary: A summary whose members' ``image`` index ``heat`` and ``planted``.
+        heat: ``(N, H, W)`` importance maps the regions were extracted from.
+        planted: ``(N, H, W)`` bool, the class's planted-object pixels.
+        tolerance: In pixels.
+    """
+    from scipy import ndimage
+
+    out = []
+    for r in summary.members:
+        pl = np.asarray(planted[r.image], bool)
+        if not pl.any():
+            out.append(False)
+            continue
+        y, x = region_peak(r.footprint(), heat[r.image])
+        dist = ndimage.distance_transform_edt(~pl)
+        out.append(bool(dist[y, x] <= tolerance))
+    return out
+
+
+def pointing_chance(planted: np.ndarray, tolerance: float) -> float:
+    """Chance level of the pointing game: the share of pixels within ``tolerance`` px of a
+    planted pixel (a point drawn uniformly at random hits with this probability)."""
+    from scipy import ndimage
+
+    planted = np.asarray(planted, bool)
+    if planted.size == 0:
+        return float("nan")
+    return float(np.mean([(ndimage.distance_transform_edt(~p) <= tolerance).mean() if p.any() else 0.0
+                          for p in planted.reshape(-1, *planted.shape[-2:])]))
+
+
+def falls_on_by_pointing(hits: Sequence[bool]) -> bool:
+    """A summary falls on the planted objects when more than half of its members hit them."""
+    return bool(len(hits) and np.mean(hits) > MAJORITY)
 
 
 def iterations_for(input_size: Sequence[int] | None) -> int:
@@ -141,6 +243,7 @@ def architecture_rows(
     per_model: Mapping[str, Mapping[str, Sequence[Summary]]],
     images: Mapping[str, Mapping[str, int]],
     discriminative: Mapping[str, Sequence[str]] | None = None,
+    hits: Mapping[str, Mapping[str, Sequence[Sequence[bool]]]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per model for the architecture comparison.
 
@@ -148,6 +251,8 @@ def architecture_rows(
         per_model: Model -> class -> its summaries.
         images: Model -> class -> number of images summarised (correctly classified).
         discriminative: Class -> planted objects (for the "on planted" column).
+        hits: Model -> class -> per summary its members' pointing-game hits; when given, "on
+            planted" counts the summaries most of whose members hit (else the pixel rule).
 
     Returns:
         Dicts with ``model``, ``summaries`` (total), ``per class`` (mean over the classes that had
@@ -161,7 +266,10 @@ def architecture_rows(
         flat = [s for c in classes for s in by_class[c]]
         counts = [len(by_class[c]) for c in classes]
         cov = [class_coverage(by_class[c], images[model][c]) for c in classes]
-        if discriminative:
+        if discriminative and hits is not None:
+            flags = [falls_on_by_pointing(h) for c in classes if discriminative.get(c) for h in hits[model][c]]
+            share = float(np.mean(flags)) if flags else float("nan")
+        elif discriminative:
             _, tot, share = planted_summary_share({c: [s.object_pixels for s in by_class[c]] for c in classes}, discriminative)
         else:
             share = float("nan")
@@ -182,45 +290,61 @@ def summaries_finding(
     per_model: Mapping[str, Mapping[str, Sequence[Summary]]],
     discriminative: Mapping[str, Sequence[str]],
     planted_area: Mapping[str, float] | None = None,
+    hits: Mapping[str, Mapping[str, Sequence[Sequence[bool]]]] | None = None,
+    chance: Mapping[str, float] | None = None,
 ) -> Finding:
     """"Most summaries of a class fall on its planted discriminative objects", pooled over models
     and classes: holds when more than half of the summaries do.
+
+    A summary falls on the planted objects when most of its members hit them in the pointing
+    game (``hits``, from :func:`pointing_hits`); without ``hits``, when most of its member pixels
+    are planted pixels (:func:`falls_on_planted`). The pixel rule is always reported too.
 
     Args:
         per_model: Model -> class -> summaries.
         discriminative: Class -> planted object names.
         planted_area: Class -> share of the summarised images' pixels that are planted pixels (the
             chance level of the pixel share; optional, for the evidence).
+        hits: Model -> class -> per summary, the pointing-game hit of each member.
+        chance: Class -> chance level of a pointing-game hit (:func:`pointing_chance`).
     """
     title = "Most summaries of a class fall on its planted discriminative objects"
     if not any(discriminative.get(c) for c in {c for m in per_model.values() for c in m}):
         return Finding(title, None, "no planted objects are known for these classes (real data)")
-    on = total = 0
-    for by in per_model.values():
-        o, t, _ = planted_summary_share({c: [s.object_pixels for s in ss] for c, ss in by.items()}, discriminative)
-        on, total = on + o, total + t
-    share = on / total if total else float("nan")
-    if total == 0:
+    counted = [(m, c, k, s) for m, by in per_model.items() for c, ss in by.items() if discriminative.get(c)
+               for k, s in enumerate(ss)]
+    if not counted:
         return Finding(title, None, "no summaries were found (no model gave regions that cluster coherently)")
+    pixel_shares = [planted_pixel_share(s.object_pixels, discriminative[c]) for _, c, _, s in counted]
+    if all(math.isnan(p) for p in pixel_shares):
+        return Finding(title, None, f"{len(counted)} summaries, but no label maps to tell which objects they cover")
+    by_pixels = {(m, c, k): falls_on_planted(s.object_pixels, discriminative[c]) for m, c, k, s in counted}
+    if hits is not None:
+        on_map = {(m, c, k): falls_on_by_pointing(hits[m][c][k]) for m, c, k, _ in counted}
+        rule = "most of their members hit the class's planted objects in the pointing game"
+    else:
+        on_map = by_pixels
+        rule = "a majority of their member pixels lie on the class's planted objects"
+    total = len(counted)
+    on = sum(on_map.values())
+    share = on / total
     parts = []
-    for m, by in per_model.items():
-        o, t, _ = planted_summary_share({c: [s.object_pixels for s in ss] for c, ss in by.items()}, discriminative)
-        px = [planted_pixel_share(s.object_pixels, discriminative.get(c, [])) for c, ss in by.items() for s in ss]
-        px = [p for p in px if not math.isnan(p)]
-        parts.append(f"{m} {o}/{t}" + (f" (mean planted pixel share {np.mean(px):.2f})" if px else ""))
-    pixel_shares = [planted_pixel_share(s.object_pixels, discriminative.get(c, []))
-                    for by in per_model.values() for c, ss in by.items() for s in ss]
-    pixel_shares = [p for p in pixel_shares if not math.isnan(p)]
-    if not pixel_shares:
-        return Finding(title, None, f"{total} summaries, but no label maps to tell which objects they cover")
-    evidence = (
-        f"{on} of {total} summaries ({share:.0%}) have a majority of their member pixels on the class's planted "
-        f"objects; per model: {', '.join(parts)}; mean planted pixel share over all summaries "
-        f"{np.mean(pixel_shares):.2f}"
-    )
+    for m in per_model:
+        keys = [key for key in on_map if key[0] == m]
+        parts.append(f"{m} {sum(on_map[k] for k in keys)}/{len(keys)}")
+    evidence = f"{on} of {total} summaries ({share:.0%}) fall on them: {rule}; per model: {', '.join(parts)}"
+    if hits is not None:
+        members = [h for m, c, k, _ in counted for h in hits[m][c][k]]
+        evidence += f"; members hitting: {np.mean(members):.0%}"
+        if chance:
+            evidence += " (chance level " + ", ".join(f"{c} {v:.2f}" for c, v in chance.items()) + ")"
+        evidence += (f"; by the stricter pixel rule (a majority of the member pixels on planted objects) "
+                     f"{sum(by_pixels.values())} of {total}")
+    valid = [p for p in pixel_shares if not math.isnan(p)]
+    evidence += f"; mean planted pixel share over all summaries {np.mean(valid):.2f}"
     if planted_area:
-        evidence += "; planted share of the whole images (chance level): " + ", ".join(
-            f"{c} {v:.2f}" for c, v in planted_area.items())
+        evidence += " (planted share of the whole images, chance level: " + ", ".join(
+            f"{c} {v:.2f}" for c, v in planted_area.items()) + ")"
     return Finding(title, share > MAJORITY, evidence)
 
 
@@ -263,7 +387,9 @@ def run(ctx: Context) -> Section:
     sources: set[str] = set()
     table = Table("summaries", "Visual summaries per model and class (seed 004)",
                   ["model", "class", "summary", "images", "regularity", "coherence", "majority object",
-                   "objects (pixel share)", "planted pixel share", "on planted"])
+                   "objects (pixel share)", "planted pixel share", "pointing hits", "on planted"])
+    hits: dict[str, dict[str, list[list[bool]]]] = {}
+    index_of = {v: k for k, v in object_names.items()}
     notes: list[str] = []
     its: dict[str, int] = {}
     skipped: list[str] = []
@@ -274,7 +400,8 @@ def run(ctx: Context) -> Section:
             continue
         it = iterations_for(info.input_size)
         its[model] = it
-        r = ctx.explain(model, "perturbation_mask", idx, desc=f"perturbation mask {model}", iterations=it, seed=int(cfg.seed))
+        params = {"iterations": it, "seed": int(cfg.seed), "mask_scale": mask_scale_for(info.input_size), **MASK_PARAMS}
+        r = ctx.explain(model, "perturbation_mask", idx, desc=f"perturbation mask {model}", **params)
         heat = r.get("raw")
         sources.add("raw" if heat is not None else "heatmap")
         heat = r["heatmap"] if heat is None else heat
@@ -282,6 +409,7 @@ def run(ctx: Context) -> Section:
         predicted = np.asarray(r["class_index"]).reshape(-1)
         per_model[model] = {}
         n_images[model] = {}
+        hits[model] = {}
         dump: dict[str, Any] = {}
         for c, cname in enumerate(class_names):
             sel = np.flatnonzero((data.labels[idx] == c) & (predicted == c))
@@ -289,6 +417,7 @@ def run(ctx: Context) -> Section:
             if sel.size < 2:
                 notes.append(f"{model} {cname}: {sel.size} correctly classified image(s), not summarised")
                 per_model[model][cname] = []
+                hits[model][cname] = []
                 dump[cname] = {"images": int(sel.size), "summaries": []}
                 continue
             gi = idx[sel]
@@ -297,14 +426,24 @@ def run(ctx: Context) -> Section:
                 label_maps=None if label_maps is None else label_maps[gi],
                 object_names=object_names, seed=int(cfg.seed),
                 images=data.images[gi], image_ids=ctx.image_ids(gi), class_name=cname,
+                min_regularity=MIN_REGULARITY,
             )
             per_model[model][cname] = out
             planted = discriminative.get(cname, [])
-            for s in out:
+            planted_idx = [index_of[o] for o in planted if o in index_of]
+            can_point = bool(planted_idx) and label_maps is not None
+            pmask = np.isin(label_maps[gi], planted_idx) if can_point else None
+            tol = pointing_tolerance(heat.shape[1:3])
+            hits[model][cname] = [pointing_hits(s, heat[sel], pmask, tol) if can_point else [] for s in out]
+            for s, h in zip(out, hits[model][cname]):
                 share = planted_pixel_share(s.object_pixels, planted) if planted else float("nan")
                 table.add(model, cname, s.index, s.size, s.regularity, s.coherence, s.majority_object or "",
-                          _objects_text(s), share, ("yes" if falls_on_planted(s.object_pixels, planted) else "no") if planted else "")
-            dump[cname] = {"images": int(sel.size), "image_ids": ctx.image_ids(gi), "summaries": summaries_to_json(out)}
+                          _objects_text(s), share, float(np.mean(h)) if h else float("nan"),
+                          ("yes" if falls_on_by_pointing(h) else "no") if can_point else "")
+            summaries_json = summaries_to_json(out)
+            for d, h in zip(summaries_json, hits[model][cname]):
+                d["pointing_hits"] = [bool(v) for v in h]
+            dump[cname] = {"images": int(sel.size), "image_ids": ctx.image_ids(gi), "summaries": summaries_json}
             if out:
                 rows, titles = summary_figure_rows(out)
                 path, rel = ctx.figure(f"summaries_{model}_{cname}")
@@ -314,7 +453,7 @@ def run(ctx: Context) -> Section:
                                              f"the exemplar's crop first, the members' mean footprint last"))
         atomic_write_text(ctx.out / "summaries" / f"{model}.json", json.dumps({
             "model": model, "version": ctx.version(model), "method": "perturbation_mask",
-            "params": {"iterations": it, "seed": int(cfg.seed), "class_index": -1},
+            "params": {**params, "class_index": -1},
             "importance": sorted(sources)[0] if len(sources) == 1 else "mixed",
             "classes": dump,
         }, indent=1))
@@ -325,13 +464,15 @@ def run(ctx: Context) -> Section:
     if notes:
         table.note = "; ".join(notes)
     section.tables.append(table)
-    rows = architecture_rows(per_model, n_images, discriminative or None)
+    rows = architecture_rows(per_model, n_images, discriminative or None,
+                             hits if label_maps is not None and discriminative else None)
     arch = Table("summaries_architectures", "Number of summaries per architecture (seed 004's comparison)",
                  ["model", "summaries", "per class", "mean regularity", "mean coherence", "coverage", "on planted", "images"])
     for row in rows:
         arch.add(*[row[c] for c in arch.columns])
     arch.note = ("coverage: share of a class's summarised images that contribute to at least one summary (mean over "
-                 "classes); on planted: share of summaries whose member pixels are mostly planted-object pixels")
+                 "classes); on planted: share of summaries most of whose members hit the class's planted objects in the "
+                 "pointing game")
     section.tables.append(arch)
     if models:
         path, rel = ctx.figure("summaries_per_architecture")
@@ -339,26 +480,34 @@ def run(ctx: Context) -> Section:
                            "Visual summaries per architecture and class", "summaries")
         section.figures.append((rel, "Number of visual summaries per architecture and class (seed 004: more summaries = more distinct parts used)"))
 
-    planted_area = {}
+    planted_area, chance = {}, {}
     if label_maps is not None and discriminative:
-        index_of = {v: k for k, v in object_names.items()}
         for c, cname in enumerate(class_names):
             planted_idx = [index_of[n] for n in discriminative.get(cname, []) if n in index_of]
             gi = idx[data.labels[idx] == c]
             if planted_idx and gi.size:
-                planted_area[cname] = float(np.isin(label_maps[gi], planted_idx).mean())
+                pm = np.isin(label_maps[gi], planted_idx)
+                planted_area[cname] = float(pm.mean())
+                chance[cname] = pointing_chance(pm, pointing_tolerance(pm.shape[1:3]))
     if per_model:
-        section.findings.append(summaries_finding(per_model, discriminative, planted_area or None))
+        use_hits = label_maps is not None and bool(discriminative)
+        section.findings.append(summaries_finding(per_model, discriminative, planted_area or None,
+                                                  hits if use_hits else None, chance or None))
     else:
         section.findings.append(Finding("Most summaries of a class fall on its planted discriminative objects", None,
                                         "no served classifier offers perturbation_mask"))
     section.text = (
         f"Seed 004's visual summaries: per model and class, regions of the optimised perturbation masks "
-        f"({', '.join(f'{m}: {its[m]}' for m in models) or 'no model'} iterations) of the first {per_class} test images per class that the "
+        f"({', '.join(f'{m}: {its[m]}' for m in models) or 'no model'} iterations; deletion by the image's mean colour, "
+        "class evidence = the log-odds of the class floored at -2, L1 weight 10, cells of about 1/28 of the image) of "
+        f"the first {per_class} test images per class that the "
         "model classifies correctly, described by the model's own target-layer activations pooled over each region plus "
         "the region's position and shape (Proposal Flow is not available), clustered with affinity propagation; incoherent "
-        "clusters (mean similarity < 0.5) and clusters of fewer than 2 images are dropped and a cluster keeps at most one "
+        "clusters (mean similarity < 0.5) and clusters to which fewer than 2 images or fewer than a third of the class's "
+        "images contribute are dropped and a cluster keeps at most one "
         "region per image. Regularity = share of the class's summarised images that contribute a member. "
+        "A member hits the planted objects when its importance peak lies within 15 px (at 224 px; scaled) of a "
+        "planted-object pixel (the pointing game); a summary falls on them when most of its members hit. "
         f"Importance map: {' / '.join(sorted(sources)) or '–'} (1 − mask). Summaries are computed offline, not by the "
         "service; they are written to summaries/<model>.json with their exemplar descriptors for "
         "explain.summaries.assign_regions."
