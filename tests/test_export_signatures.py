@@ -15,6 +15,10 @@ from explain import registry
 from explain.view import ModelView
 
 ATOL = 1e-5
+#: Contrastive excitation backprop subtracts two nearly equal signals (the signal and the one of
+#: the negated classifier), so the float32 rounding of the graph and of the eager run differs by
+#: up to about 1e-4 of the normalised map where the difference is small.
+ATOL_CONTRASTIVE = 2e-4
 
 
 def _latest(root, name):
@@ -47,8 +51,9 @@ def test_classifier_signatures_equal_in_process(arch, tiny_model_root, tiny_clas
             extra["contrastive"] = tf.constant(True)
         got = loaded.signatures[name](images=images, **extra)
         want = registry.get(name).fn(view, x, **extra)
+        atol = ATOL_CONTRASTIVE if name == "excitation_backprop" else ATOL
         for key in ("heatmap", "heatmap_upsampled", "class_index"):
-            np.testing.assert_allclose(got[key].numpy(), np.asarray(want[key]), atol=ATOL, err_msg=f"{arch}/{name}/{key}")
+            np.testing.assert_allclose(got[key].numpy(), np.asarray(want[key]), atol=atol, err_msg=f"{arch}/{name}/{key}")
         assert got["heatmap"].numpy().max() > 0.5, f"{arch}/{name} gives an empty map"
     probs = loaded.signatures["serving_default"](images=images)["probabilities"].numpy()
     np.testing.assert_allclose(probs, view.run(x).probabilities.numpy(), atol=ATOL)
