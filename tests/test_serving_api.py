@@ -234,6 +234,7 @@ def test_explain_top_k(explain_stub, models, images):
     ("occlusion", {"patch_size_at_224": 50, "batch_size": 16}),
     ("scorecam", {"batch_size": 8}),
     ("perturbation_mask", {"iterations": 3, "seed": 1}),
+    ("perturbation_mask", {"iterations": 3, "score": "log_odds", "perturbation": "constant", "l1_coeff": 10.0}),
 ])
 def test_explain_iterative_equals_in_process(explain_stub, saved_backend, models, images, method, params):
     from explain import registry
@@ -395,6 +396,8 @@ def _bad_explain(images):
         "param type checked by the method": (explain_request(images, "occlusion", params={"stride": "x"}), C.INVALID_ARGUMENT,
                                              "stride 'x' must be an integer >= 1"),
         "param value": (explain_request(images, "occlusion", params={"stride": 0}), C.INVALID_ARGUMENT, "stride 0"),
+        "param choice": (explain_request(images, "perturbation_mask", params={"score": "prob"}), C.INVALID_ARGUMENT,
+                         "score 'prob' is not one of ['probability', 'log_odds']"),
         "class index": (explain_request(images, "gradcam", class_index=[3]), C.INVALID_ARGUMENT,
                         "class_index: class_index 3 is out of range for model 'clf' with 3 classes"),
         "class index count": (explain_request(images, "gradcam", class_index=[0, 1]), C.INVALID_ARGUMENT,
