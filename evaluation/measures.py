@@ -32,6 +32,8 @@ __all__ = [
     "annotation_agreement",
     "agreement_curve",
     "pointing_game",
+    "peak_points",
+    "pointing_chance",
     "mass_share",
     "area_share",
 ]
@@ -535,25 +537,95 @@ def _maps_and_targets(maps: np.ndarray, target_masks: np.ndarray) -> tuple[np.nd
     return x, m
 
 
-def pointing_game(maps: np.ndarray, target_masks: np.ndarray) -> np.ndarray:
-    """Whether the maximum of each map falls inside its target mask (Zhang et al. 2016's pointing game).
+_PEAKS = ("first", "plateau_centre")
 
-    The hit point is the first maximum in row-major order (``np.argmax`` of the flattened map); no
-    tolerance radius.
+
+def peak_points(maps: np.ndarray, peak: str = "first", atol: float = 1e-6) -> np.ndarray:
+    """The point each map points to: ``(N, 2)`` int ``(y, x)``.
+
+    Parameters
+    ----------
+    maps : array (N, H, W)
+    peak : ``"first"``: the first maximum in row-major order (``np.argmax``).
+        ``"plateau_centre"``: among the pixels within ``atol`` of the maximum, the innermost one
+        (largest Euclidean distance to the plateau's border), and among equally deep pixels the
+        one nearest their centroid (then the first in row-major order). A saturated map (e.g. a
+        perturbation mask's ``1 − M = 1``) then points to the middle of its plateau, not to its
+        top-left corner.
+    atol : Plateau tolerance for ``"plateau_centre"``.
+    """
+    x = _float_maps(maps, "maps")
+    if peak not in _PEAKS:
+        raise ValueError(f"peak {peak!r} is not one of {list(_PEAKS)}")
+    n = x.shape[0]
+    if peak == "first":
+        return np.stack(np.unravel_index(np.argmax(x.reshape(n, -1), axis=1), x.shape[1:]), axis=1)
+    from scipy import ndimage
+
+    out = np.zeros((n, 2), np.int64)
+    for i in range(n):
+        top = x[i] >= x[i].max() - atol
+        depth = np.where(top, ndimage.distance_transform_edt(np.pad(top, 1))[1:-1, 1:-1], -1.0)
+        deepest = np.argwhere(depth == depth.max())  # row-major order
+        out[i] = deepest[int(np.argmin(((deepest - deepest.mean(axis=0)) ** 2).sum(axis=1)))]
+    return out
+
+
+def _distance_to_targets(m: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every pixel to the nearest target pixel (inf without targets)."""
+    from scipy import ndimage
+
+    out = np.full(m.shape, np.inf)
+    for i in range(m.shape[0]):
+        if m[i].any():
+            out[i] = ndimage.distance_transform_edt(~m[i])
+    return out
+
+
+def pointing_game(maps: np.ndarray, target_masks: np.ndarray, tolerance: float = 0.0,
+                  peak: str = "first") -> np.ndarray:
+    """Whether the point of each map (:func:`peak_points`) lies within ``tolerance`` pixels of
+    its target mask (Zhang et al. 2016's pointing game; they use 15 px at 224 px).
+
+    With ``tolerance=0`` (the default) the point must lie inside the mask. An image without any
+    target pixel never hits.
 
     Parameters
     ----------
     maps : array (N, H, W)
     target_masks : bool array (N, H, W)
+    tolerance : Euclidean distance in pixels, >= 0.
+    peak : ``"first"`` or ``"plateau_centre"`` (see :func:`peak_points`).
 
     Returns
     -------
     bool array (N,)
     """
     x, m = _maps_and_targets(maps, target_masks)
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance {tolerance!r} must be a finite number >= 0")
+    pts = peak_points(x, peak)
     n = x.shape[0]
-    idx = np.argmax(x.reshape(n, -1), axis=1)
-    return m.reshape(n, -1)[np.arange(n), idx]
+    if tolerance == 0:
+        return m[np.arange(n), pts[:, 0], pts[:, 1]]
+    return _distance_to_targets(m)[np.arange(n), pts[:, 0], pts[:, 1]] <= tolerance
+
+
+def pointing_chance(target_masks: np.ndarray, tolerance: float = 0.0) -> float:
+    """Chance level of :func:`pointing_game`: the mean share of pixels within ``tolerance`` of a
+    target pixel (the hit rate of a point drawn uniformly at random).
+
+    Parameters
+    ----------
+    target_masks : bool array (N, H, W)
+    tolerance : as in :func:`pointing_game`.
+    """
+    m = _bool_masks(target_masks, "target_masks")
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance {tolerance!r} must be a finite number >= 0")
+    if m.shape[0] == 0:
+        return float("nan")
+    return float((_distance_to_targets(m) <= tolerance).mean())
 
 
 def mass_share(maps: np.ndarray, target_masks: np.ndarray) -> np.ndarray:

@@ -145,7 +145,10 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.rint(out.numpy()), 0, 255).astype(np.uint8)
 
 
-def _decode_one(data: bytes, index: int, field: str, max_side: int) -> np.ndarray:
+def _read_image(data: bytes, index: int, field: str, max_side: int, decode: bool = True) -> Any:
+    """One PNG/JPEG file: its pixels, uint8 ``(H, W, 3)``, or with ``decode=False`` only its
+    ``(height, width)`` from the header. The format and the side limit are checked before any
+    pixel is decoded; every failure is an :class:`InvalidArgument` naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     where = f"{field}.encoded.data[{index}]"
@@ -154,30 +157,14 @@ def _decode_one(data: bytes, index: int, field: str, max_side: int) -> np.ndarra
             if img.format not in ("PNG", "JPEG"):
                 raise InvalidArgument(f"unsupported image format {img.format}; accepted: PNG, JPEG", where)
             width, height = img.size
-            _check_side(height, width, max_side, where)  # before decoding the pixels
+            _check_side(height, width, max_side, where)
+            if not decode:
+                return height, width
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except InvalidArgument:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidArgument(f"cannot decode the image ({len(data)} bytes): not a valid PNG or JPEG file", where) from exc
-
-
-def _peek_size(data: bytes, index: int, field: str, max_side: int) -> tuple[int, int]:
-    """``(height, width)`` from an image file's header, without decoding its pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    where = f"{field}.encoded.data[{index}]"
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in ("PNG", "JPEG"):
-                raise InvalidArgument(f"unsupported image format {img.format}; accepted: PNG, JPEG", where)
-            width, height = img.size
-    except InvalidArgument:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidArgument(f"cannot decode the image ({len(data)} bytes): not a valid PNG or JPEG file", where) from exc
-    _check_side(height, width, max_side, where)
-    return height, width
 
 
 def images_from_batch(
@@ -223,7 +210,7 @@ def images_from_batch(
         where = f"{field}.encoded"
         files = list(batch.encoded.data)
         _check_count(len(files), max_images, f"{where}.data")
-        sizes = [_peek_size(data, i, field, max_side) for i, data in enumerate(files)]
+        sizes = [_read_image(data, i, field, max_side, decode=False) for i, data in enumerate(files)]
         total = sum(h * w * 3 for h, w in sizes)
         if max_bytes and total > max_bytes:
             raise InvalidArgument(
@@ -231,7 +218,7 @@ def images_from_batch(
                 f"{max_bytes:,} bytes (send fewer or smaller images)", where)
         decoded = []
         for i, data in enumerate(files):  # resized right after decoding: one full-size image at a time
-            d = _decode_one(data, i, field, max_side)
+            d = _read_image(data, i, field, max_side)
             decoded.append(resize_images(d[None], tuple(input_size[:2]))[0] if batch.resize and input_size is not None else d)
         shapes = {d.shape for d in decoded}
         if len(shapes) > 1 and not (batch.resize and input_size is not None):

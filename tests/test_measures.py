@@ -212,3 +212,33 @@ def test_pointing_game_mass_and_area_share():
     np.testing.assert_allclose(ms.area_share(targets), [0.5, 0.25, 0.5])
     with pytest.raises(ValueError, match="non-negative"):
         ms.mass_share(-maps - 1, targets)
+
+
+def test_pointing_game_tolerance_plateau_centre_and_chance():
+    # a flat 7x11 plateau points to its centre (5, 9), not to its first pixel (2, 4)
+    plateau = np.zeros((1, 20, 20))
+    plateau[0, 2:9, 4:15] = 1.0
+    np.testing.assert_array_equal(ms.peak_points(plateau), [[2, 4]])
+    np.testing.assert_array_equal(ms.peak_points(plateau, "plateau_centre"), [[5, 9]])
+    single = plateau * 0.1
+    single[0, 3, 13] = 1.0  # a single maximum wins whatever the rule
+    np.testing.assert_array_equal(ms.peak_points(single, "plateau_centre"), [[3, 13]])
+    # the target pixel (5, 12) is 3 px from the plateau centre: a hit at tolerance 3, not 2.9
+    target = np.zeros((1, 20, 20), bool)
+    target[0, 5, 12] = True
+    assert ms.pointing_game(plateau, target, 3.0, peak="plateau_centre").tolist() == [True]
+    assert ms.pointing_game(plateau, target, 2.9, peak="plateau_centre").tolist() == [False]
+    # the first pixel (2, 4) is sqrt(3² + 8²) = 8.544 px from the target
+    assert ms.pointing_game(plateau, target, 8.5).tolist() == [False]
+    assert ms.pointing_game(plateau, target, 8.6).tolist() == [True]
+    assert ms.pointing_game(plateau, np.zeros_like(target), 50.0).tolist() == [False]  # no target: no hit
+    # chance: the share of pixels within the tolerance; one pixel with radius 1 covers a 5-pixel cross
+    one = np.zeros((1, 10, 10), bool)
+    one[0, 5, 5] = True
+    assert ms.pointing_chance(one, 1.0) == pytest.approx(5 / 100)
+    assert ms.pointing_chance(one) == pytest.approx(1 / 100)
+    assert ms.pointing_chance(np.zeros((1, 10, 10), bool), 3.0) == 0.0
+    with pytest.raises(ValueError, match="peak 'max' is not one of"):
+        ms.peak_points(plateau, "max")
+    with pytest.raises(ValueError, match="tolerance -1 must be"):
+        ms.pointing_game(plateau, target, -1)

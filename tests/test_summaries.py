@@ -445,31 +445,27 @@ def test_min_regularity_drops_parts_few_images_use():
         su.summarize_class(heat, A, labels, NAMES, seed=0, min_regularity=1.5)
 
 
-def test_pointing_game_hand_cases():
+def test_pointing_hits_take_the_peak_inside_each_member_region():
     assert ex.pointing_tolerance((224, 224)) == pytest.approx(15.0)
     assert ex.pointing_tolerance((128, 96)) == pytest.approx(15.0 * 96 / 224)
     assert ex.mask_scale_for((224, 224, 3)) == 8 and ex.mask_scale_for((128, 128, 3)) == 5
     assert ex.mask_scale_for((16, 16, 3)) == 1 and ex.mask_scale_for(None) == 8
-    # a flat plateau points to its centre, not to its first pixel
-    fp = np.zeros((20, 20), bool)
-    fp[2:9, 4:15] = True
-    assert ex.region_peak(fp, fp.astype(np.float32)) == (5, 9)
-    heat = np.zeros((20, 20), np.float32)
-    heat[3, 13] = 1.0  # a single peak inside the region wins over the plateau
-    assert ex.region_peak(fp, heat + 0.1 * fp) == (3, 13)
-    # hits: the peak (5, 9) is 3 px from a planted pixel at (5, 12): a hit at tolerance 3, not 2.9
-    planted_px = np.zeros((1, 20, 20), bool)
-    planted_px[0, 5, 12] = True
-    region = su.Region(0, (2, 4, 9, 15), fp, 1.0, int(fp.sum()), "component", (20, 20))
-    s = _summary({"sky": 1}, [0])
-    s.members = [region]
-    hm = fp[None].astype(np.float32)
-    assert ex.pointing_hits(s, hm, planted_px, 3.0) == [True]
-    assert ex.pointing_hits(s, hm, planted_px, 2.9) == [False]
-    assert ex.pointing_hits(s, hm, np.zeros_like(planted_px), 50.0) == [False]  # nothing planted
-    # chance: the share of pixels within the tolerance (a 3x3 cross-free disk of radius 1 = 5 px)
-    one = np.zeros((1, 10, 10), bool)
-    one[0, 5, 5] = True
-    assert ex.pointing_chance(one, 1.0) == pytest.approx(5 / 100)
+    # image 0: a saturated plateau (member 1) and, outside it, a higher spot far from the target
+    heat = np.zeros((2, 20, 20), np.float32)
+    heat[0, 2:9, 4:15] = 0.8
+    heat[0, 15, 15] = 1.0
+    heat[1, 10:14, 2:6] = 1.0
+    planted_px = np.zeros((2, 20, 20), bool)
+    planted_px[0, 5, 12] = True  # 3 px from the plateau's centre (5, 9)
+    planted_px[1, 0, 19] = True  # far from image 1's plateau
+    fp0 = heat[0] == 0.8
+    fp1 = heat[1] == 1.0
+    s = _summary({"sky": 1}, [0, 1])
+    s.members = [su.Region(0, (2, 4, 9, 15), fp0, 1.0, int(fp0.sum()), "component", (20, 20)),
+                 su.Region(1, (10, 2, 14, 6), fp1, 1.0, int(fp1.sum()), "component", (20, 20))]
+    assert ex.pointing_hits(s, heat, planted_px, 3.0) == [True, False]  # the spot at (15, 15) is ignored
+    assert ex.pointing_hits(s, heat, planted_px, 2.9) == [False, False]
+    s.members = []
+    assert ex.pointing_hits(s, heat, planted_px, 3.0) == []
     assert ex.falls_on_by_pointing([True, True, False]) and not ex.falls_on_by_pointing([True, False])
     assert not ex.falls_on_by_pointing([])

@@ -12,13 +12,18 @@ from evaluation.__main__ import main as evaluation_main
 
 
 @pytest.fixture(scope="module")
-def summaries_report(tiny_model_root, tmp_path_factory):
+def server(tiny_model_root):
     from serving.server import start_server
 
-    out = tmp_path_factory.mktemp("summaries")
     with start_server(str(tiny_model_root), port=0, host="127.0.0.1") as srv:
-        assert evaluation_main(["--server", srv.address, "--out", str(out), "--experiments", "summaries",
-                                "--ccg-images-per-class", "6", "--batch-size", "12", "--quiet"]) == 0
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def summaries_report(server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("summaries")
+    assert evaluation_main(["--server", server.address, "--out", str(out), "--experiments", "summaries",
+                            "--ccg-images-per-class", "6", "--batch-size", "12", "--quiet"]) == 0
     return out
 
 
@@ -51,3 +56,30 @@ def test_architecture_table_and_served_json(summaries_report):
         for cls in data["classes"].values():
             for s in cls["summaries"]:
                 assert len(s["pointing_hits"]) == len(s["members"]) and s["regularity"] >= 1 / 3 - 1e-9
+
+
+def test_a_summarised_image_maps_back_onto_its_summary(summaries_report, server, tiny_model_root):
+    """The offline path a user takes (README): regions of an image's perturbation mask, from the
+    service with the recorded parameters, assigned to the summaries read back from JSON."""
+    from evaluation.data import regenerate_test_split
+    from explain.summaries import assign_regions, extract_regions, summaries_from_json
+    from serving.client import ExplanationClient
+
+    data = json.loads((summaries_report / "summaries" / "vgg11.json").read_text())
+    cls = next(c for c, v in data["classes"].items() if v["summaries"])
+    stored = data["classes"][cls]["summaries"]
+    summaries = summaries_from_json(stored)
+    card = json.loads(next((tiny_model_root / "vgg11").glob("*/assets.extra/model_card.json")).read_text())
+    test = regenerate_test_split(card["dataset"])
+    members = stored[0]["members"]
+    ids = [m["image_id"] for m in members]
+    images = test.images[[test.ids.index(i) for i in ids]]
+    params = {k: v for k, v in data["params"].items()}
+    with ExplanationClient(server.address) as client:
+        mask = client.explain("vgg11", "perturbation_mask", images, **params)
+        acts, _ = client.features("vgg11", images)
+    regions = extract_regions(mask.raw)
+    assigned, _ = assign_regions(regions, acts, images.shape[1:3], summaries)
+    back = {r.image for r, a in zip(regions, assigned) if a == summaries[0].index}
+    # the same masks and features as in the run: most of the summary's own images map back onto it
+    assert len(back) > len(ids) / 2, (len(back), len(ids), assigned.tolist())

@@ -11,7 +11,7 @@ architectures) and every class:
   (``class_index = -1``), ``ctx.explain(model, "perturbation_mask", idx, **params)`` with
   ``iterations`` from the ``confidence`` experiment's rule
   (:func:`evaluation.experiments.confidence_gains.perturbation_iterations`: the authors' 300 at
-  224 px and more, 100 below) and three departures from SPEC.md's defaults (:data:`MASK_PARAMS`),
+  224 px and more, 100 below) and four departures from SPEC.md's defaults (:data:`MASK_PARAMS`),
   each measured on the ``small`` VGG11 (24 test images):
 
   - ``score="log_odds"``: the deletion game minimises ``max(log(p_c / (1 − p_c)), −2)`` instead of
@@ -67,6 +67,8 @@ import numpy as np
 
 from evaluation import plots
 from evaluation.cache import atomic_write_text
+from evaluation.experiments.confidence_gains import perturbation_iterations
+from evaluation.measures import pointing_chance, pointing_game
 from evaluation.pipeline import Context, experiment
 from evaluation.report import Finding, Section
 from evaluation.tables import Table
@@ -80,12 +82,9 @@ __all__ = [
     "architecture_rows",
     "summaries_finding",
     "summary_figure_rows",
-    "iterations_for",
     "mask_scale_for",
     "pointing_tolerance",
-    "region_peak",
     "pointing_hits",
-    "pointing_chance",
     "falls_on_by_pointing",
     "MASK_PARAMS",
     "MIN_REGULARITY",
@@ -121,74 +120,27 @@ def pointing_tolerance(image_size: Sequence[int]) -> float:
     return POINTING_TOLERANCE_AT_224 * min(int(v) for v in list(image_size)[:2]) / 224.0
 
 
-def region_peak(footprint: np.ndarray, heat: np.ndarray, atol: float = 1e-6) -> tuple[int, int]:
-    """``(y, x)`` of the highest importance inside a region: the innermost pixel (farthest from
-    its border, Euclidean distance transform) of the set where the importance is within ``atol``
-    of the region's maximum, so a flat plateau of a saturated mask (``1 − M = 1``) points to its
-    centre rather than to its first pixel; among equally deep pixels the one nearest their
-    centroid (then the first in raster order)."""
-    from scipy import ndimage
-
-    fp = np.asarray(footprint, bool)
-    h = np.where(fp, np.asarray(heat, np.float64), -np.inf)
-    top = fp & (h >= h.max() - atol)
-    depth = np.where(top, ndimage.distance_transform_edt(np.pad(top, 1))[1:-1, 1:-1], -1.0)
-    deepest = np.argwhere(depth == depth.max())  # raster order
-    centre = deepest.mean(axis=0)
-    y, x = deepest[int(np.argmin(((deepest - centre) ** 2).sum(axis=1)))]
-    return int(y), int(x)
-
-
 def pointing_hits(summary: Summary, heat: np.ndarray, planted: np.ndarray, tolerance: float) -> list[bool]:
-    """The pointing game per member: does the member's importance peak (:func:`region_peak`)
-    lie within ``tolerance`` px of a planted-object pixel?
+    """The pointing game per member (:func:`evaluation.measures.pointing_game` with the plateau
+    centre as the point): does the member's importance peak, taken inside its region, lie within
+    ``tolerance`` px of a planted-object pixel?
 
     Args:
         summary: A summary whose members' ``image`` index ``heat`` and ``planted``.
-        heat: ``(N, H, W)`` importance maps the regions were extracted from.
+        heat: ``(N, H, W)`` importance maps (``≥ 0``) the regions were extracted from.
         planted: ``(N, H, W)`` bool, the class's planted-object pixels.
         tolerance: In pixels.
     """
-    from scipy import ndimage
-
-    out = []
-    for r in summary.members:
-        pl = np.asarray(planted[r.image], bool)
-        if not pl.any():
-            out.append(False)
-            continue
-        y, x = region_peak(r.footprint(), heat[r.image])
-        dist = ndimage.distance_transform_edt(~pl)
-        out.append(bool(dist[y, x] <= tolerance))
-    return out
-
-
-def pointing_chance(planted: np.ndarray, tolerance: float) -> float:
-    """Chance level of the pointing game: the share of pixels within ``tolerance`` px of a
-    planted pixel (a point drawn uniformly at random hits with this probability)."""
-    from scipy import ndimage
-
-    planted = np.asarray(planted, bool)
-    if planted.size == 0:
-        return float("nan")
-    return float(np.mean([(ndimage.distance_transform_edt(~p) <= tolerance).mean() if p.any() else 0.0
-                          for p in planted.reshape(-1, *planted.shape[-2:])]))
+    if not summary.members:
+        return []
+    maps = np.stack([np.where(r.footprint(), heat[r.image], -1.0) for r in summary.members])
+    targets = np.stack([np.asarray(planted[r.image], bool) for r in summary.members])
+    return [bool(v) for v in pointing_game(maps, targets, tolerance, peak="plateau_centre")]
 
 
 def falls_on_by_pointing(hits: Sequence[bool]) -> bool:
     """A summary falls on the planted objects when more than half of its members hit them."""
     return bool(len(hits) and np.mean(hits) > MAJORITY)
-
-
-def iterations_for(input_size: Sequence[int] | None) -> int:
-    """Perturbation-mask iterations: the ``confidence`` experiment's rule (300 at ≥ 224 px, else 100)."""
-    try:
-        from evaluation.experiments.confidence_gains import perturbation_iterations
-    except ImportError:  # pragma: no cover - the confidence experiment is part of the project
-        if input_size is None or min(int(s) for s in list(input_size)[:2]) >= 224:
-            return 300
-        return 100
-    return int(perturbation_iterations(input_size))
 
 
 def planted_pixel_share(object_pixels: Mapping[str, int], planted: Sequence[str]) -> float:
@@ -306,7 +258,7 @@ def summaries_finding(
         planted_area: Class -> share of the summarised images' pixels that are planted pixels (the
             chance level of the pixel share; optional, for the evidence).
         hits: Model -> class -> per summary, the pointing-game hit of each member.
-        chance: Class -> chance level of a pointing-game hit (:func:`pointing_chance`).
+        chance: Class -> chance level of a pointing-game hit (:func:`evaluation.measures.pointing_chance`).
     """
     title = "Most summaries of a class fall on its planted discriminative objects"
     if not any(discriminative.get(c) for c in {c for m in per_model.values() for c in m}):
@@ -398,7 +350,7 @@ def run(ctx: Context) -> Section:
         if "perturbation_mask" not in (getattr(info, "methods", None) or ["perturbation_mask"]):
             skipped.append(model)
             continue
-        it = iterations_for(info.input_size)
+        it = perturbation_iterations(info.input_size)
         its[model] = it
         params = {"iterations": it, "seed": int(cfg.seed), "mask_scale": mask_scale_for(info.input_size), **MASK_PARAMS}
         r = ctx.explain(model, "perturbation_mask", idx, desc=f"perturbation mask {model}", **params)
