@@ -12,8 +12,9 @@ Rules (``p`` at a layer's output → ``p_in`` at its input; ``x⁺ = max(x, 0)``
 ----------------------------------------------------------------------------
 * **Linear maps** — ``Dense``, ``Conv2D``, ``AveragePooling2D``, ``GlobalAveragePooling2D`` and the
   classifier ``Dense``: ``W⁺ = max(W, 0)``, bias dropped, ``z = layer(x⁺; W⁺)``,
-  ``p_in = x⁺ ⊙ Jᵀ_{W⁺}(p / (z + ε))``, with the share set to 0 where ``z = 0`` (``ε = 1e-12``
-  only guards the division). ``Jᵀ`` is the vector–Jacobian product of the positive-weight layer
+  ``p_in = x⁺ ⊙ Jᵀ_{W⁺}(p / (z + ε))``, with the share set to 0 where ``z = 0`` (``ε = 1e-30``
+  only guards the division; it is far below any float32 response, because untrained deep
+  networks such as MobileNetV2 have responses near 1e-11 where a larger ε loses mass). ``Jᵀ`` is the vector–Jacobian product of the positive-weight layer
   (an inner ``GradientTape``), so strides, padding and the pooling windows are the layer's own.
   SPEC states the rule for ``x ≥ 0``; all four classifiers satisfy it (the image is in ``[0, 1]``
   and every conv/dense input is post-ReLU, post-max-pool or a global average of such). For a
@@ -35,6 +36,28 @@ Rules (``p`` at a layer's output → ``p_in`` at its input; ``x⁺ = max(x, 0)``
   positive when ``γ < 0`` — SPEC's choice keeps the conv's own weights.)
 * **Flatten, Reshape, ZeroPadding2D, Cropping2D, Permute, Concatenate, Identity**: the plain
   gradient (reshape / crop / route).
+* **DepthwiseConv2D**: a linear map per channel, so the ``W⁺`` rule of the linear maps applies
+  with the layer's own depthwise convolution (``z = dw(x⁺; W⁺)``). **SeparableConv2D** is a
+  depthwise map followed by a 1×1 pointwise map inside one layer: the rule is applied to both in
+  turn (``z₁ = dw(x⁺; D⁺)``, ``z₂ = pw(z₁; P⁺)``, ``p₁ = z₁ ⊙ Jᵀ_{P⁺}(p / z₂)``,
+  ``p_in = x⁺ ⊙ Jᵀ_{D⁺}(p₁ / z₁)``), which is exactly what two separate layers would get.
+* **Rescaling and Normalization** (``invert=False``): affine per channel with a positive scale,
+  like BatchNormalization, so ``p`` passes unchanged (a ``Rescaling`` with a non-positive scale
+  has no rule). The input preprocessing of the view (:mod:`explain.preprocessing`) is such a map too.
+* **ReLU with ``max_value``** (ReLU6 of MobileNetV2) and the ``relu6`` activation: ``p`` passes
+  where the unit is on (``y > 0``), including units clipped at the maximum — the unit is active
+  there, only its rate is bounded. The plain gradient would drop the signal of clipped units and
+  break conservation.
+* **Squeeze-and-excitation ``Multiply``** ``y = g ⊙ x`` with a gate ``g`` broadcast over the
+  spatial dimensions (shape ``(N, 1, 1, K)``): the gate is read as a fixed, non-negative weight of
+  the main branch (as layer-wise relevance propagation treats multiplicative gates), so
+  ``p_x = p`` where ``g·x⁺ > 0`` and the gate receives nothing. Mass is conserved along the main
+  branch. A product of two full feature maps (hard-swish written as ``x · relu6(x + 3) / 6``) has
+  no rule.
+* Not supported, by design: swish, GELU, hard-swish and the other non-ReLU activations, and
+  ``LayerNormalization``. Excitation backprop assumes non-negative responses of ReLU units
+  (Zhang et al. 2016, §3); for those models the method is left out of the export with the reason
+  instead of inventing a rule.
 * **Residual sum** ``s = Σ_m x_m`` (``Add``): ``p_m = x_m⁺ / (Σ_k x_k⁺ + ε) · p``. SPEC writes
   ``x_m / (s + ε)``, which presupposes ``x_m ≥ 0``; in ResNet18 a summand is a BatchNorm output and
   can be negative, where the signed split gives negative shares and unbounded ones as ``s → 0⁺``
@@ -130,15 +153,16 @@ __all__ = [
     "SUPPORTED_LAYERS",
 ]
 
-#: Guards the divisions ``p / (z + ε)``; where ``z == 0`` the share is 0 anyway.
-EPSILON = 1e-12
+#: Guards the divisions ``p / (z + ε)``; where ``z == 0`` the share is 0 anyway. Small enough not
+#: to matter for responses of 1e-11 (untrained MobileNetV2), large enough that ``p / ε`` stays finite.
+EPSILON = 1e-30
 
 L = keras.layers
 
 # Layer classes by rule. Order matters where classes inherit from each other.
-_LINEAR_WEIGHTED = (L.Dense, L.Conv2D)
+_LINEAR_WEIGHTED = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D)
 _LINEAR_POOL = (L.AveragePooling2D, L.GlobalAveragePooling2D)
-_IDENTITY = (L.BatchNormalization, L.Dropout)
+_IDENTITY = (L.BatchNormalization, L.Dropout, L.Rescaling, L.Normalization)
 _PLAIN = (
     L.MaxPooling2D,
     L.GlobalMaxPooling2D,
@@ -154,7 +178,7 @@ _SPATIAL_POOLS = (L.MaxPooling2D, L.AveragePooling2D)
 
 #: Layer types with an excitation rule (for error messages and documentation).
 SUPPORTED_LAYERS = sorted(
-    {c.__name__ for c in (*_LINEAR_WEIGHTED, *_LINEAR_POOL, *_IDENTITY, *_PLAIN, L.Add, L.Activation, L.ReLU)}
+    {c.__name__ for c in (*_LINEAR_WEIGHTED, *_LINEAR_POOL, *_IDENTITY, *_PLAIN, L.Add, L.Multiply, L.Activation, L.ReLU)}
 )
 
 
@@ -169,6 +193,8 @@ def _activation_kind(fn: Any) -> str | None:
     name = getattr(fn, "__name__", None)
     if name in ("relu", "linear"):
         return name
+    if name == "relu6":
+        return "relu"
     return None
 
 
@@ -219,6 +245,48 @@ def _identity_rule(xs, y, dy):
     return [dy]
 
 
+def _on_rule(xs, y, dy):
+    """Pass ``p`` where the unit is on (``y > 0``): ReLU with a ``max_value``."""
+    return [dy * tf.cast(y > 0, dy.dtype)]
+
+
+def _gate_rule(main: int) -> Callable[..., list]:
+    """A multiplicative gate read as a fixed non-negative weight of input ``main``."""
+
+    def rule(xs, y, dy):
+        on = tf.cast(tf.nn.relu(xs[main]) * tf.nn.relu(xs[1 - main]) > 0, dy.dtype)
+        return [dy * on if i == main else tf.zeros_like(x) for i, x in enumerate(xs)]
+
+    return rule
+
+
+def _separable_rule(layer: Any, relu: bool) -> Callable[..., list]:
+    """Two linear rules in turn: the pointwise map, then the depthwise map (see the module doc)."""
+
+    def depthwise(x):
+        return keras.ops.depthwise_conv(
+            x, tf.nn.relu(tf.convert_to_tensor(layer.depthwise_kernel)), strides=layer.strides,
+            padding=layer.padding, data_format=layer.data_format, dilation_rate=layer.dilation_rate,
+        )
+
+    def pointwise(x):
+        return keras.ops.conv(x, tf.nn.relu(tf.convert_to_tensor(layer.pointwise_kernel)), strides=1,
+                              padding="valid", data_format=layer.data_format)
+
+    def rule(xs, y, dy):
+        p = dy * tf.cast(y > 0, dy.dtype) if relu else dy
+        xp = tf.nn.relu(xs[0])
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as t:
+            t.watch(xp)
+            z1 = depthwise(xp)
+            t.watch(z1)
+            z2 = pointwise(z1)
+        p1 = z1 * t.gradient(z2, z1, output_gradients=_share(p, z2))
+        return [xp * t.gradient(z1, xp, output_gradients=_share(p1, z1))]
+
+    return rule
+
+
 def _add_rule(xs, y, dy):
     xps = [tf.nn.relu(x) for x in xs]
     share = _share(dy, tf.add_n(xps))
@@ -243,6 +311,39 @@ def _conv_positive(layer: Any) -> Callable[[tf.Tensor], tf.Tensor]:
         return layer.convolution_op(x, tf.nn.relu(tf.convert_to_tensor(layer.kernel)))
 
     return forward_pos
+
+
+def _depthwise_positive(layer: Any) -> Callable[[tf.Tensor], tf.Tensor]:
+    def forward_pos(x):
+        return keras.ops.depthwise_conv(
+            x, tf.nn.relu(tf.convert_to_tensor(layer.kernel)), strides=layer.strides,
+            padding=layer.padding, data_format=layer.data_format, dilation_rate=layer.dilation_rate,
+        )
+
+    return forward_pos
+
+
+def _gate_input(path: str, layer: Any, inputs: Sequence[tf.Tensor]) -> int:
+    """Which input of a two-input ``Multiply`` is the main branch (the other is a broadcast gate)."""
+    if len(inputs) == 2:
+        shapes = [list(t.shape[1:]) for t in inputs]
+        sizes = [int(_prod(s)) for s in shapes]
+        if sizes[0] != sizes[1] and min(sizes) > 0:
+            main = 0 if sizes[0] > sizes[1] else 1
+            gate = shapes[1 - main]
+            if len(gate) == 3 and gate[0] == 1 and gate[1] == 1:
+                return main
+    raise _unsupported(
+        path, layer, f" of inputs shaped {[list(t.shape) for t in inputs]}; only a squeeze-and-excitation "
+        "gate (N, 1, 1, K) times a feature map has a rule"
+    )
+
+
+def _prod(values: Sequence[Any]) -> int:
+    out = 1
+    for v in values:
+        out *= int(v) if v is not None else 0
+    return out
 
 
 def _unsupported(path: str, layer: Any, why: str = "") -> ExplainError:
@@ -283,20 +384,28 @@ class _Pass:
                 out = tf.identity(y) if any(y is t for t in inputs) else y
             elif kind == "identity":
                 out = _attach(inputs[:1], y, _identity_rule)
+            elif kind == "on":
+                out = _attach(inputs[:1], y, _on_rule)
             elif kind == "add":
                 shapes = {tuple(t.shape) for t in inputs}
                 if len(shapes) != 1:
                     raise _unsupported(path, layer, f" with broadcasting inputs {sorted(shapes)}")
                 out = _attach(inputs, y, _add_rule)
+            elif kind == "gate":
+                out = _attach(inputs, y, _gate_rule(_gate_input(path, layer, inputs)))
             else:
-                if isinstance(layer, L.Dense):
-                    fwd = _dense_positive(layer)
-                elif isinstance(layer, L.Conv2D):
-                    fwd = _conv_positive(layer)
-                else:
-                    fwd = layer.call
                 relu = kind == "linear_relu"
-                out = _attach(inputs[:1], y, _linear_rule(fwd, relu))
+                if isinstance(layer, L.SeparableConv2D):
+                    rule = _separable_rule(layer, relu)
+                elif isinstance(layer, L.Dense):
+                    rule = _linear_rule(_dense_positive(layer), relu)
+                elif isinstance(layer, L.Conv2D):
+                    rule = _linear_rule(_conv_positive(layer), relu)
+                elif isinstance(layer, L.DepthwiseConv2D):
+                    rule = _linear_rule(_depthwise_positive(layer), relu)
+                else:
+                    rule = _linear_rule(layer.call, relu)
+                out = _attach(inputs[:1], y, rule)
             self.calls.append(_Call(path, layer, inputs, out))
             return out
 
@@ -325,18 +434,24 @@ class _Pass:
             return "linear_relu" if act == "relu" else "linear"
         if isinstance(layer, _LINEAR_POOL):
             return "linear"
+        if isinstance(layer, L.Rescaling) and not np.all(np.asarray(layer.scale, np.float64) > 0):
+            raise _unsupported(path, layer, f" with a non-positive scale {layer.scale!r}")
+        if isinstance(layer, L.Normalization) and getattr(layer, "invert", False):
+            raise _unsupported(path, layer, " with invert=True")
         if isinstance(layer, _IDENTITY):
             return "identity"
         if isinstance(layer, L.Add):
             return "add"
+        if isinstance(layer, L.Multiply):
+            return "gate"
         if isinstance(layer, L.Activation):
             if _activation_kind(layer.activation) is None:
                 raise _unsupported(path, layer, f" with activation {_activation_name(layer)!r}")
-            return "plain"
+            return "on" if getattr(layer.activation, "__name__", "") == "relu6" else "plain"
         if isinstance(layer, L.ReLU):
             if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
                 raise _unsupported(path, layer, " with negative_slope or threshold != 0")
-            return "plain"
+            return "on" if layer.max_value is not None else "plain"
         if isinstance(layer, _PLAIN):
             return "plain"
         raise _unsupported(path, layer)
@@ -723,6 +838,29 @@ def _contrastive_spec() -> tf.TensorSpec:
     return tf.TensorSpec([], tf.bool)
 
 
+def check_rules(view: ModelView) -> None:
+    """Raise :class:`ExplainError` naming the first layer without an excitation rule.
+
+    Looks at every leaf layer of the model (nested models included); the classifier ``Dense``
+    has its own rule. The exporter calls this to leave the method out of a model it cannot
+    explain (``registry.Method.check``).
+    """
+    for path, layer in view.layer_paths_and_layers():
+        if path == view.classifier_layer:
+            break  # the signal starts at the logits: what follows the classifier is never crossed
+        if isinstance(layer, L.InputLayer):
+            continue
+        if isinstance(layer, L.Multiply):
+            _gate_input(path, layer, list(_input_tensors(layer)))
+            continue
+        _Pass._kind(path, layer)
+
+
+def _input_tensors(layer: Any) -> list[Any]:
+    inputs = layer.input
+    return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+
 registry.register(
     registry.Method(
         name="excitation_backprop",
@@ -735,5 +873,6 @@ registry.register(
             "Excitation backprop (MWP) / contrastive MWP (Zhang et al. 2016): top-down winning "
             "probabilities at the second pooling stage, summed over channels"
         ),
+        check=check_rules,
     )
 )

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-__all__ = ["Method", "METHODS", "register", "get", "names"]
+__all__ = ["Method", "METHODS", "register", "get", "names", "unavailable_reason"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Method:
         params: Defaults of the method's parameters (documented, and echoed as "resolved
             parameters" by the service).
         description: One line for ``--help`` and ``ListModels``.
+        check: Optional ``check(view) -> None`` that raises :class:`explain.view.ExplainError`
+            with the reason when the method does not apply to a model (e.g. a layer without an
+            excitation rule). The exporter leaves such methods out and records the reason.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Method:
     signature_inputs: dict[str, Callable[[], Any]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    check: Callable[[Any], None] | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -104,3 +108,19 @@ def names(kind: str | None = None, applies_to: str | None = None) -> list[str]:
         n for n, m in METHODS.items()
         if (kind is None or m.kind == kind) and (applies_to is None or m.applies_to == applies_to)
     )
+
+
+def unavailable_reason(method: Method, view: Any) -> str | None:
+    """Why ``method`` does not apply to the model behind ``view``, or ``None`` when it does.
+
+    Runs the method's own ``check``; a method without one applies to every model of its kind.
+    """
+    from explain.view import ExplainError
+
+    if method.check is None:
+        return None
+    try:
+        method.check(view)
+    except ExplainError as err:
+        return str(err)
+    return None

@@ -137,9 +137,14 @@ class ModelView:
         projection_layer: Name or path of a linear projection after the pooling (embedding
             networks); ``None`` = the ``Dense`` directly after the pooling when there is no
             classifier.
+        preprocessing: How images in ``[0, 1]`` become the model's input
+            (:mod:`explain.preprocessing`: ``"unit"``, ``"raw"``, ``"tf"``, ``"caffe"``,
+            ``"torch"``, or ``{"mean": …, "std": …}``); applied first in :meth:`run`, so every
+            method keeps working on ``[0, 1]`` images. Default ``"unit"``.
 
     Raises:
-        ExplainError: the model has no 4-D layer, or a named layer does not exist.
+        ExplainError: the model has no 4-D layer, or a named layer does not exist, or the
+            preprocessing is not one of the accepted ones.
     """
 
     def __init__(
@@ -149,30 +154,25 @@ class ModelView:
         classifier_layer: str | None = None,
         pooling: str | None = None,
         projection_layer: str | None = None,
+        preprocessing: Any = None,
     ) -> None:
+        from explain.preprocessing import PreprocessingError, resolve_preprocessing
+
         if _functional(model) is None:
             raise ExplainError(
                 f"model {getattr(model, 'name', model)!r} is not a built Functional or Sequential Keras model"
             )
         self.model = model
+        try:
+            self.preprocessing = resolve_preprocessing(preprocessing)
+        except PreprocessingError as err:
+            raise ExplainError(str(err)) from None
         self._layers = list(iter_layers(model))
         self._by_path = dict(self._layers)
         order = {p: i for i, (p, _) in enumerate(self._layers)}
 
         if target_layer is None:
-            candidates = [
-                p
-                for p, layer in self._layers
-                if _functional(layer) is None
-                and _output_rank(layer) == 4
-                and not isinstance(layer, _SKIP_FOR_TARGET)
-            ]
-            if not candidates:
-                raise ExplainError(
-                    f"model {model.name!r} has no layer with a 4-D output (N, h, w, K); "
-                    "explanations need a convolutional feature map"
-                )
-            self.target_layer = candidates[-1]
+            self.target_layer = _default_target(model, self._layers)
         else:
             self.target_layer = find_layer(model, target_layer)
             if _output_rank(self._by_path[self.target_layer]) != 4:
@@ -226,6 +226,10 @@ class ModelView:
     def layer_paths(self) -> list[str]:
         return [p for p, _ in self._layers]
 
+    def layer_paths_and_layers(self) -> list[tuple[str, keras.layers.Layer]]:
+        """``(path, layer)`` of every leaf layer (nested models resolved), in execution order."""
+        return [(p, layer) for p, layer in self._layers if _functional(layer) is None]
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         shape = self.model.inputs[0].shape
@@ -263,6 +267,7 @@ class ModelView:
             "pooling": self.pooling,
             "projection_layer": self.projection_layer,
             "input_shape": list(self.input_shape),
+            "preprocessing": self.preprocessing.to_card(),
         }
 
     # ------------------------------------------------------------------ execution
@@ -277,7 +282,8 @@ class ModelView:
         """One forward pass through the model's own graph with interception.
 
         Args:
-            images: ``(N, H, W, 3)`` float32 in ``[0, 1]``.
+            images: ``(N, H, W, 3)`` float32 in ``[0, 1]`` (the view's preprocessing maps them to
+                the model's own input scale).
             capture: Extra layer paths whose outputs to return in ``captured``.
             call_wrapper: ``f(path, layer, call) -> call`` applied to every leaf layer call,
                 e.g. to attach a custom gradient (excitation backprop).
@@ -291,7 +297,8 @@ class ModelView:
         """
         wanted = {find_layer(self.model, c) for c in capture}
         result = ForwardResult(outputs=None)
-        result.outputs = self._run(self.model, "", images, result, wanted, call_wrapper, replace_target, training)
+        x = self.preprocessing.apply(images)
+        result.outputs = self._run(self.model, "", x, result, wanted, call_wrapper, replace_target, training)
         return result
 
     def _run(self, model, prefix, inputs, result, wanted, call_wrapper, replace_target, training):
@@ -366,6 +373,46 @@ class ModelView:
             tf.debugging.assert_less(idx, c, message="class_index out of range")
             tf.debugging.assert_greater_equal(idx, -1, message="class_index out of range")
         return tf.where(idx < 0, predicted, idx)
+
+
+_GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def _default_target(model: keras.Model, layers: list[tuple[str, keras.layers.Layer]]) -> str:
+    """The last 4-D leaf output before the pooling head (also inside nested models).
+
+    The pooling head starts at the last global pooling layer (or the first ``Flatten``
+    after the last 4-D layer); a global pooling with ``keepdims=True`` inside the body, as in a
+    squeeze-and-excitation block, is not the head because 4-D layers follow it that are wider
+    than 1×1. Pooling, padding, dropout and normalisation layers are skipped, so the target is
+    the last convolution's activation.
+    """
+    def spatial(layer: keras.layers.Layer) -> int:
+        try:
+            shape = layer.output.shape
+            return int(shape[1] or 0) * int(shape[2] or 0)
+        except (AttributeError, ValueError, TypeError, IndexError):
+            return 0
+
+    leaves = [(p, layer) for p, layer in layers if _functional(layer) is None]
+    head = len(leaves)
+    for i in range(len(leaves) - 1, -1, -1):
+        path, layer = leaves[i]
+        if isinstance(layer, _GLOBAL_POOLS):
+            later_maps = [l for _, l in leaves[i + 1:] if _output_rank(l) == 4 and spatial(l) > 1]
+            if not later_maps:
+                head = i
+                break
+    candidates = [
+        p for p, layer in leaves[:head]
+        if _output_rank(layer) == 4 and not isinstance(layer, _SKIP_FOR_TARGET + _GLOBAL_POOLS)
+    ]
+    if not candidates:
+        raise ExplainError(
+            f"model {model.name!r} has no layer with a 4-D output (N, h, w, K); "
+            "explanations need a convolutional feature map"
+        )
+    return candidates[-1]
 
 
 def _accepts_training(layer: keras.layers.Layer) -> bool:

@@ -7,6 +7,9 @@ into the model root with :mod:`models.export` (TF Serving layout, next version) 
 table of accuracies. The data is regenerated from the seed; the model cards record how.
 
 ``presets`` lists the presets.
+
+``export MODEL_FILE --name NAME --model-root ROOT --preprocessing MODE`` exports a Keras model file
+a user already has (:mod:`models.cli_export`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-export", action="store_true", help="train only; write nothing to MODEL_ROOT")
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
     sub.add_parser("presets", help="list the presets")
+    from models.cli_export import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 
@@ -77,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, p in PRESETS.items():
             print(f"{name:<6} {p.description}")
         return 0
+    if args.command == "export":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from models.cli_export import run_export
+
+        return run_export(args)
     try:
         _validate(args)
     except ValueError as err:

@@ -12,7 +12,10 @@ renamed into place when complete, so a crash never leaves a half-written version
 :mod:`serving.registry` only consider all-digit folder names, so the temporary folder is never
 picked up; it is removed on failure).
 
-Signatures (all take ``images``: uint8 ``(N, H, W, 3)``, scaled by 1/255 inside the graph):
+Signatures (all take ``images``: uint8 ``(N, H, W, 3)``; inside the graph they become ``[0, 1]``
+floats, and the model's *input preprocessing* (:mod:`explain.preprocessing`: ``unit``, ``raw``,
+``tf``, ``caffe``, ``torch`` or an explicit per-channel ``mean``/``std``) maps those to the scale
+the model expects, as the first step of every signature and every iterative method):
 
 Classifiers
     ``serving_default`` → ``probabilities`` ``(N, C)`` = softmax of ``logits`` ``(N, C)`` (the
@@ -26,6 +29,10 @@ Embedding networks
     ``serving_default`` → ``embedding`` ``(N, D)``; ``embed`` → ``embedding`` and
     ``activations``; and one signature per single-pass embedding method (``similarity_map``
     takes ``query_images`` and ``reference_images`` uint8 instead of ``images``).
+
+No method takes an export down: a method whose ``check`` refuses the model (e.g. excitation
+backprop on a model with swish activations) or whose graph cannot be traced is left out, and the
+card's ``methods_left_out`` says why; only a failure of ``serving_default`` fails the export.
 
 Each method signature is a ``tf.function`` over :class:`explain.view.ModelView` that calls
 ``method.fn(view, tf.cast(images, tf.float32) / 255, **inputs)``; methods whose declared inputs
@@ -41,7 +48,8 @@ The model card (``assets.extra/model_card.json``, ignored by TF Serving) holds: 
 ``kind``, ``architecture``, ``class_names``, ``input_size`` ``[H, W, 3]``, ``target_layer``,
 ``target_shape``, ``classifier_layer``, ``pooling``, ``projection_layer``, ``seed``,
 ``train_accuracy``, ``val_accuracy``, ``test_accuracy``, ``created`` (ISO 8601, UTC),
-``signatures``, ``methods`` (registry names usable on this model), ``preset``, ``version``,
+``signatures``, ``methods`` (registry names usable on this model), ``methods_left_out`` (name →
+reason), ``preprocessing`` (mode and the resolved per-channel affine map), ``preset``, ``version``,
 plus whatever extra keys the caller passes in ``card`` (e.g. ``dataset``, ``training``).
 
 This module is the only one in :mod:`models` that imports :mod:`explain`.
@@ -62,7 +70,9 @@ import numpy as np
 import tensorflow as tf
 
 from explain import registry
-from explain.view import ExplainError, ModelView
+from explain.preprocessing import MODES as PREPROCESSING_MODES
+from explain.preprocessing import PreprocessingError, resolve_preprocessing
+from explain.view import ExplainError, ModelView, iter_layers
 
 __all__ = [
     "CARD_KEYS",
@@ -74,6 +84,8 @@ __all__ = [
     "next_version",
     "read_card",
     "build_signatures",
+    "leading_scaling_layers",
+    "PREPROCESSING_MODES",
 ]
 
 #: Where the model card lives inside a version directory.
@@ -97,6 +109,8 @@ CARD_KEYS: tuple[str, ...] = (
     "created",
     "signatures",
     "methods",
+    "methods_left_out",
+    "preprocessing",
     "preset",
 )
 _VERSION_RE = re.compile(r"^[0-9]+$")
@@ -185,36 +199,8 @@ def _method_function(method: registry.Method, view: ModelView) -> tf.types.exper
     return tf.function(run, input_signature=specs, autograph=False)
 
 
-def build_signatures(
-    view: ModelView, kind: str, methods: Sequence[str] | None = None
-) -> tuple[dict[str, Any], list[str]]:
-    """The signature functions of an export.
-
-    Args:
-        view: The model view (target layer, classifier, pooling resolved).
-        kind: ``"classifier"`` or ``"embedding"``.
-        methods: Single-pass registry methods to include; ``None`` = every registered one that
-            applies to ``kind``.
-
-    Returns:
-        ``(signatures, method_names)``: name → ``tf.function`` (with an input signature), and the
-        registry methods that were included.
-
-    Raises:
-        ExportError: unknown kind or method names (the message lists the accepted ones).
-    """
-    if kind not in ("classifier", "embedding"):
-        raise ExportError(f"kind {kind!r} is not supported; accepted: ['classifier', 'embedding']")
-    available = registry.names(kind="single_pass", applies_to=kind)
-    if methods is None:
-        chosen = available
-    else:
-        bad = [m for m in methods if m not in available]
-        if bad:
-            raise ExportError(f"method {bad[0]!r} cannot be exported for a {kind}; accepted: {available}")
-        chosen = list(methods)
+def _builtin_signatures(view: ModelView, kind: str) -> dict[str, Any]:
     img = _image_spec(view)
-    sigs: dict[str, Any] = {}
     if kind == "classifier":
 
         @tf.function(input_signature=[img], autograph=False)
@@ -232,25 +218,84 @@ def build_signatures(
             r = view.run(_to_float(images))
             return {"activations": r.activations, "logits": r.logits}
 
-        sigs.update(serving_default=serving_default, predict_float=predict_float, features=features)
+        return {"serving_default": serving_default, "predict_float": predict_float, "features": features}
+
+    @tf.function(input_signature=[img], autograph=False)
+    def serving_default(images: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[no-redef]
+        r = view.run(_to_float(images))
+        return {"embedding": _single(r.outputs)}
+
+    @tf.function(input_signature=[img], autograph=False)
+    def embed(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        r = view.run(_to_float(images))
+        return {"embedding": _single(r.outputs), "activations": r.activations}
+
+    return {"serving_default": serving_default, "embed": embed}
+
+
+def _trace_failure(err: BaseException) -> str:
+    """A one-line reason from a tracing error (ExplainError messages are already user-facing)."""
+    if isinstance(err, ExplainError):
+        return str(err)
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"the method's graph cannot be built for this model ({type(err).__name__}: {first[:300]})"
+
+
+def build_signatures(
+    view: ModelView, kind: str, methods: Sequence[str] | None = None
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """The signature functions of an export, each traced once.
+
+    Args:
+        view: The model view (target layer, classifier, pooling and preprocessing resolved).
+        kind: ``"classifier"`` or ``"embedding"``.
+        methods: Single-pass registry methods to include; ``None`` = every registered one that
+            applies to ``kind``.
+
+    Returns:
+        ``(signatures, method_names, left_out)``: name → ``tf.function`` (with an input
+        signature); the registry methods that were included; and method name → the reason it
+        was left out (its ``check`` refused the model, or its graph could not be traced).
+
+    Raises:
+        ExportError: unknown kind or method names (the message lists the accepted ones), or the
+            model's own ``serving_default`` cannot be built.
+    """
+    if kind not in ("classifier", "embedding"):
+        raise ExportError(f"kind {kind!r} is not supported; accepted: ['classifier', 'embedding']")
+    available = registry.names(kind="single_pass", applies_to=kind)
+    if methods is None:
+        chosen = available
     else:
-
-        @tf.function(input_signature=[img], autograph=False)
-        def serving_default(images: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[no-redef]
-            r = view.run(_to_float(images))
-            return {"embedding": _single(r.outputs)}
-
-        @tf.function(input_signature=[img], autograph=False)
-        def embed(images: tf.Tensor) -> dict[str, tf.Tensor]:
-            r = view.run(_to_float(images))
-            return {"embedding": _single(r.outputs), "activations": r.activations}
-
-        sigs.update(serving_default=serving_default, embed=embed)
+        bad = [m for m in methods if m not in available]
+        if bad:
+            raise ExportError(f"method {bad[0]!r} cannot be exported for a {kind}; accepted: {available}")
+        chosen = list(methods)
+    sigs = _builtin_signatures(view, kind)
+    try:
+        for fn in sigs.values():
+            fn.get_concrete_function()
+    except Exception as err:  # noqa: BLE001 - the model itself cannot be exported
+        raise ExportError(f"model {view.model.name!r} cannot be exported: {_trace_failure(err)}") from err
+    used: list[str] = []
+    left_out: dict[str, str] = {}
     for name in chosen:
         if name in sigs:
             raise ExportError(f"method name {name!r} clashes with a built-in signature")
-        sigs[name] = _method_function(registry.get(name), view)
-    return sigs, list(chosen)
+        method = registry.get(name)
+        reason = registry.unavailable_reason(method, view)
+        if reason is None:
+            fn = _method_function(method, view)
+            try:
+                fn.get_concrete_function()
+            except Exception as err:  # noqa: BLE001 - no method takes the export down
+                reason = _trace_failure(err)
+            else:
+                sigs[name] = fn
+                used.append(name)
+        if reason is not None:
+            left_out[name] = reason
+    return sigs, used, left_out
 
 
 def _single(outputs: Any) -> tf.Tensor:
@@ -272,6 +317,43 @@ def _check_model(model: Any) -> None:
         raise ExportError(f"model {model.name!r} must take (N, H, W, 3) images with fixed H, W; its input is {shape}")
 
 
+def leading_scaling_layers(model: keras.Model) -> list[str]:
+    """Paths of the ``Rescaling``/``Normalization`` layers a model starts with (nested too).
+
+    Such a model scales its own input, so exporting it with the default ``unit`` preprocessing
+    would scale twice; :func:`export_classifier` asks for an explicit choice instead.
+    """
+    found: list[str] = []
+    for path, layer in iter_layers(model):
+        if isinstance(layer, keras.Model):
+            continue
+        if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            found.append(path)
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        break
+    return found
+
+
+def _resolve_preprocessing(model: keras.Model, preprocessing: Any) -> Any:
+    if preprocessing is None:
+        scaling = leading_scaling_layers(model)
+        if scaling:
+            raise ExportError(
+                f"model {model.name!r} starts with {scaling} (it scales its own input), so the input "
+                "preprocessing must be chosen explicitly: preprocessing='raw' when the model expects "
+                "0-255 pixels (keras.applications EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3), "
+                "'unit' when it expects [0, 1], or the mode of the preprocess_input it was trained with; "
+                f"accepted: {list(PREPROCESSING_MODES)} or {{'mean': [r, g, b], 'std': [r, g, b]}}"
+            )
+        preprocessing = "unit"
+    try:
+        return resolve_preprocessing(preprocessing)
+    except PreprocessingError as err:
+        raise ExportError(str(err)) from None
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -288,7 +370,7 @@ def _jsonable(x: Any) -> Any:
 
 def _make_card(
     view: ModelView, kind: str, export_dir: Path, class_names: list[str] | None, signatures: list[str],
-    methods: list[str], card: Mapping[str, Any] | None, version: int,
+    methods: list[str], left_out: Mapping[str, str], card: Mapping[str, Any] | None, version: int,
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": export_dir.name,
@@ -308,10 +390,12 @@ def _make_card(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "signatures": sorted(signatures),
         "methods": sorted(methods),
+        "methods_left_out": dict(sorted(left_out.items())),
+        "preprocessing": view.preprocessing.to_card(),
         "preset": None,
     }
-    fixed = {"kind", "input_size", "target_layer", "target_shape", "classifier_layer",
-             "pooling", "projection_layer", "signatures", "methods", "created"}
+    fixed = {"kind", "input_size", "target_layer", "target_shape", "classifier_layer", "pooling",
+             "projection_layer", "signatures", "methods", "methods_left_out", "preprocessing", "created"}
     if kind == "classifier":
         fixed.add("class_names")
     for key, value in (card or {}).items():
@@ -333,6 +417,7 @@ def _export(
     target_layer: str | None,
     card: Mapping[str, Any] | None,
     methods: Sequence[str] | None,
+    preprocessing: Any = None,
 ) -> Path:
     _check_model(model)
     export_dir = Path(export_dir)
@@ -343,8 +428,9 @@ def _export(
         )
     if card is not None and not isinstance(card, Mapping):
         raise ExportError(f"card must be a dict or None, got {type(card).__name__}")
+    prep = _resolve_preprocessing(model, preprocessing)
     try:
-        view = ModelView(model, target_layer=target_layer)
+        view = ModelView(model, target_layer=target_layer, preprocessing=prep)
     except ExplainError as err:
         raise ExportError(str(err)) from None
     if kind == "classifier":
@@ -372,7 +458,7 @@ def _export(
             )
         names = None
 
-    signatures, used = build_signatures(view, kind, methods)
+    signatures, used, left_out = build_signatures(view, kind, methods)
     module = _ExportModule(model)
     export_dir.mkdir(parents=True, exist_ok=True)
     while True:
@@ -383,7 +469,7 @@ def _export(
             shutil.rmtree(tmp)
         try:
             tf.saved_model.save(module, str(tmp), signatures=signatures)
-            meta = _make_card(view, kind, export_dir, names, list(signatures), used, card, version)
+            meta = _make_card(view, kind, export_dir, names, list(signatures), used, left_out, card, version)
             (tmp / CARD_PATH).parent.mkdir(parents=True, exist_ok=True)
             with open(tmp / CARD_PATH, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2, sort_keys=False)
@@ -411,13 +497,15 @@ def export_classifier(
     target_layer: str | None = None,
     card: Mapping[str, Any] | None = None,
     methods: Sequence[str] | None = None,
+    preprocessing: str | Mapping[str, Any] | None = None,
 ) -> Path:
     """Export a classifier as the next version under ``export_dir`` (= ``<model_root>/<name>``).
 
     Args:
-        model: Keras model mapping float32 ``(N, H, W, 3)`` in ``[0, 1]`` to ``(N, C)``, ending in
-            a ``Dense`` classifier (softmax or linear; the signatures use its pre-activation as
-            the logits and their softmax as the probabilities). Nested models are fine.
+        model: Keras model mapping float32 ``(N, H, W, 3)`` images (on the scale that
+            ``preprocessing`` gives) to ``(N, C)``, ending in a ``Dense`` classifier (softmax or
+            linear; the signatures use its pre-activation as the logits and their softmax as the
+            probabilities). Nested models are fine.
         export_dir: ``<model_root>/<name>``; created if missing.
         class_names: ``C`` names (default ``class_0 …``).
         target_layer: Layer name or path (``backbone/block5_conv2``) of the explained feature map;
@@ -425,15 +513,23 @@ def export_classifier(
             also inside nested models (:class:`explain.view.ModelView`).
         card: Extra model-card fields (``seed``, accuracies, ``preset``, ``architecture``,
             ``dataset``, …); fields the export computes itself cannot be overridden.
-        methods: Single-pass methods to export (default: every registered classifier method).
+        methods: Single-pass methods to export (default: every registered classifier method
+            that applies; the others are listed with their reason in ``methods_left_out``).
+        preprocessing: The model's input scale: ``"unit"`` (``[0, 1]``, the project's models),
+            ``"raw"`` (0–255 floats), ``"tf"``, ``"caffe"``, ``"torch"`` (the modes of
+            ``keras.applications.imagenet_utils.preprocess_input``) or ``{"mean": [r, g, b],
+            "std": [r, g, b]}`` in pixel units. ``None`` = ``"unit"``, except for a model that
+            starts with a ``Rescaling``/``Normalization`` layer, which must say (an error
+            explains the choice instead of a silent double scaling).
 
     Returns:
         The new version directory ``<export_dir>/<version>``.
 
     Raises:
-        ExportError: a bad model, name, class list, target layer or card (naming the value).
+        ExportError: a bad model, name, class list, target layer, preprocessing or card (naming
+            the value), or a model whose ``serving_default`` cannot be built.
     """
-    return _export(model, export_dir, "classifier", class_names, target_layer, card, methods)
+    return _export(model, export_dir, "classifier", class_names, target_layer, card, methods, preprocessing)
 
 
 def export_embedding(
@@ -442,10 +538,11 @@ def export_embedding(
     target_layer: str | None = None,
     card: Mapping[str, Any] | None = None,
     methods: Sequence[str] | None = None,
+    preprocessing: str | Mapping[str, Any] | None = None,
 ) -> Path:
     """Export an embedding network (conv body → global pool → optional projection → L2).
 
     Arguments and result as in :func:`export_classifier`; the card's ``class_names`` is ``None``
     unless given in ``card`` (e.g. the landmark classes the network was trained on).
     """
-    return _export(model, export_dir, "embedding", None, target_layer, card, methods)
+    return _export(model, export_dir, "embedding", None, target_layer, card, methods, preprocessing)

@@ -105,6 +105,8 @@ class ModelInfo:
     signatures: list[str] = field(default_factory=list)
     versions: dict[int, str] = field(default_factory=dict)  # every known version -> state
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> default params
+    preprocessing: str = ""  # input preprocessing of the export, e.g. "caffe (BGR, ...)"
+    methods_left_out: dict[str, str] = field(default_factory=dict)  # method -> why it is not offered
 
     @property
     def num_classes(self) -> int:
@@ -403,6 +405,8 @@ class ExplanationClient:
             signatures=list(m.signatures),
             versions={int(v.version): v.state for v in m.versions},
             method_params={mi.name: convert.params_from_proto(mi.params, f"methods[{mi.name!r}].params") for mi in m.methods},
+            preprocessing=m.preprocessing,
+            methods_left_out=dict(m.methods_left_out),
         )
 
     def health(self, service: str = "", timeout: float | None = 10.0) -> str:

@@ -62,8 +62,10 @@ class ExplanationServicer(pb_grpc.ExplanationServiceServicer):
         info = pb.ModelInfo(
             name=name, version=sv.version, kind=sv.kind, class_names=sv.class_names,
             input_size=list(sv.input_shape), target_layer=sv.target_layer, target_shape=sv.target_shape,
-            signatures=sorted(sv.signatures), card_json=sv.card_json(),
+            signatures=sorted(sv.signatures), card_json=sv.card_json(), preprocessing=sv.preprocessing,
         )
+        for m_name, reason in sorted(sv.methods_left_out.items()):
+            info.methods_left_out[m_name] = reason
         for v, st in sorted(registry.statuses(name).items()):
             info.versions.add(version=v, state=State.NAMES.get(st.state, "UNKNOWN"), error=st.error_message)
         for label, v in sorted(registry.labels(name).items()):

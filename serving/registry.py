@@ -200,6 +200,8 @@ class ServableVersion:
         self.target_layer: str = card.get("target_layer") or ""
         self.target_shape: list[int] = [int(s) for s in card.get("target_shape") or []]
         self.methods: list[str] = self._methods(card)
+        self.methods_left_out: dict[str, str] = self._left_out(card)
+        self.preprocessing: str = self._preprocessing(card)
         self._backend: Any = None
         self._lock = threading.Lock()
         self._inflight = 0
@@ -228,6 +230,30 @@ class ServableVersion:
                 continue
             out.append(name)
         return out
+
+    def _left_out(self, card: Mapping[str, Any]) -> dict[str, str]:
+        """Registry methods of this model's kind that it does not offer, with the reason."""
+        from explain import registry as methods
+
+        recorded = {str(k): str(v) for k, v in (card.get("methods_left_out") or {}).items()}
+        out: dict[str, str] = {}
+        for name in methods.names(applies_to=self.kind):
+            if name in self.methods:
+                continue
+            out[name] = recorded.get(name) or f"this version was exported without a {name!r} signature"
+        return out
+
+    @staticmethod
+    def _preprocessing(card: Mapping[str, Any]) -> str:
+        from explain.preprocessing import PreprocessingError, resolve_preprocessing
+
+        entry = card.get("preprocessing")
+        if entry is None:
+            return "unit (pixels / 255 in [0, 1])" if card else ""
+        try:
+            return resolve_preprocessing(entry).describe()
+        except PreprocessingError as err:
+            raise ValueError(f"the model card's preprocessing entry is invalid: {err}") from None
 
     # ---------------------------------------------------------------- helpers
     @property

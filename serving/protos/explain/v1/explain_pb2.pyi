@@ -106,7 +106,7 @@ class VersionInfo(_message.Message):
     def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "versions", "labels", "kind", "class_names", "input_size", "methods", "target_layer", "target_shape", "signatures", "card_json")
+    __slots__ = ("name", "version", "versions", "labels", "kind", "class_names", "input_size", "methods", "target_layer", "target_shape", "signatures", "card_json", "preprocessing", "methods_left_out")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,13 @@ class ModelInfo(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class MethodsLeftOutEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +133,8 @@ class ModelInfo(_message.Message):
     TARGET_SHAPE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURES_FIELD_NUMBER: _ClassVar[int]
     CARD_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
+    METHODS_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
@@ -138,7 +147,9 @@ class ModelInfo(_message.Message):
     target_shape: _containers.RepeatedScalarFieldContainer[int]
     signatures: _containers.RepeatedScalarFieldContainer[str]
     card_json: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., labels: _Optional[_Mapping[str, int]] = ..., kind: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., input_size: _Optional[_Iterable[int]] = ..., methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., target_layer: _Optional[str] = ..., target_shape: _Optional[_Iterable[int]] = ..., signatures: _Optional[_Iterable[str]] = ..., card_json: _Optional[str] = ...) -> None: ...
+    preprocessing: str
+    methods_left_out: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., labels: _Optional[_Mapping[str, int]] = ..., kind: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., input_size: _Optional[_Iterable[int]] = ..., methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., target_layer: _Optional[str] = ..., target_shape: _Optional[_Iterable[int]] = ..., signatures: _Optional[_Iterable[str]] = ..., card_json: _Optional[str] = ..., preprocessing: _Optional[str] = ..., methods_left_out: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
