@@ -76,3 +76,18 @@ test-security: $(STAMP)
 
 reliability: test-load test-fuzz test-faults test-security
 	$(PY) -m bench.run_load --report $(RELIABILITY_OUT)
+
+# checkov (Kubernetes security scan of deploy/k8s, tests/test_k8s_manifests.py) has many dependencies:
+# it lives in its own venv so that it never changes .venv's tensorflow/protobuf/grpcio.
+TOOLS_VENV ?= .venv-tools
+.PHONY: k8s-tools test-k8s
+$(TOOLS_VENV)/.installed:
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet 'checkov>=3.3.30,<3.4'
+	touch $(TOOLS_VENV)/.installed
+
+k8s-tools: $(TOOLS_VENV)/.installed
+
+test-k8s: $(STAMP) k8s-tools
+	$(PY) -m pytest -q tests/test_k8s_manifests.py

@@ -13,7 +13,11 @@
 One client talks to one or several replicas:
 
 * **load balancing** — one channel per address; every call starts on the next address
-  (round-robin);
+  (round-robin). A gRPC name-resolver target, ``dns:///name:port`` (or ``ipv4:a:p,b:p`` /
+  ``ipv6:…``), is one channel that resolves the name to *every* address (all A/AAAA records, e.g.
+  of a Kubernetes headless Service) and balances calls over them per call (gRPC's ``round_robin``
+  policy); it re-resolves when a connection fails. A plain ``host:port`` keeps gRPC's default
+  (``pick_first``: the first address that answers);
 * **fail-over and retries** — only ``UNAVAILABLE`` is retried (the server is starting, draining
   or unreachable; every RPC of the service is idempotent). A call that gets ``UNAVAILABLE`` moves on
   at once to the next address it has not tried yet; when every address failed, it sleeps
@@ -169,10 +173,34 @@ class MaskResult:
 
 
 # ------------------------------------------------------------------------------------- helpers
+# gRPC name-resolver targets that may stand for several servers: one channel, balanced per call.
+_BALANCED_SCHEMES = ("dns:", "ipv4:", "ipv6:")
+
+
+def _is_balanced_target(address: str) -> bool:
+    """Whether ``address`` is a resolver target (``dns:///name:port``, ``ipv4:…``, ``ipv6:…``).
+
+    Such a target gets one channel with gRPC's ``round_robin`` policy over every address it
+    resolves to (a headless Service name reaches every replica).
+    """
+    return address.startswith(_BALANCED_SCHEMES)
+
+
+def _split_address_list(item: str) -> list[str]:
+    # ipv4:/ipv6: targets list their addresses with commas themselves: keep them whole.
+    if item.strip().startswith(("ipv4:", "ipv6:")):
+        return [item]
+    return item.split(",")
+
+
 def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
-    """``"h1:p1,h2:p2"`` or a sequence of such strings -> ``["h1:p1", "h2:p2"]`` (order kept)."""
+    """``"h1:p1,h2:p2"`` or a sequence of such strings -> ``["h1:p1", "h2:p2"]`` (order kept).
+
+    A gRPC resolver target stays one address: ``"dns:///svc:8500"``, and ``"ipv4:a:p,b:p"`` whose
+    commas belong to it (balanced per call, see the module docstring).
+    """
     items = [addresses] if isinstance(addresses, str) else list(addresses)
-    out = [a.strip() for item in items for a in str(item).split(",") if a.strip()]
+    out = [a.strip() for item in items for a in _split_address_list(str(item)) if a.strip()]
     if not out:
         raise ValueError("no server address given (expected 'host:port' or 'h1:p1,h2:p2')")
     for a in out:
@@ -236,7 +264,8 @@ class ExplanationClient:
     """Client of the explanation service (TF Serving Predict + ``explain.v1``); see the module docstring.
 
     Args:
-        addresses: ``"host:port"``, ``"h1:p1,h2:p2"`` or a sequence of addresses (round-robin).
+        addresses: ``"host:port"``, ``"h1:p1,h2:p2"`` or a sequence of addresses (round-robin);
+            ``"dns:///name:port"`` balances over every address the name resolves to.
         timeout: Default deadline of a call in seconds, retries included.
         retries: Extra rounds over the addresses after ``UNAVAILABLE`` (0 = no retry).
         token: Bearer token sent as ``authorization: Bearer <token>``.
@@ -308,10 +337,13 @@ class ExplanationClient:
             self._metadata = (("authorization", f"Bearer {token}"),)
         self._endpoints: list[_Endpoint] = []
         for address in self.addresses:
+            channel_opts = options
+            if _is_balanced_target(address):
+                channel_opts = [*options, ("grpc.lb_policy_name", "round_robin")]
             if credentials is not None:
-                channel = grpc.secure_channel(address, credentials, options=options)
+                channel = grpc.secure_channel(address, credentials, options=channel_opts)
             else:
-                channel = grpc.insecure_channel(address, options=options)
+                channel = grpc.insecure_channel(address, options=channel_opts)
             if interceptors:
                 channel = grpc.intercept_channel(channel, *interceptors)
             self._endpoints.append(_Endpoint(address, channel))

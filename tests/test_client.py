@@ -220,6 +220,36 @@ def _served(running) -> int:
     return int(sum(v for k, v in values.items() if k.startswith("explain_requests_total{") and 'Predict"' in k))
 
 
+def test_resolver_target_balances_every_call_over_all_its_addresses(server, model_root, images):
+    """``dns:///name:port`` / ``ipv4:a,b``: one channel, gRPC round_robin over every resolved address.
+
+    A headless Service name resolves to every replica's address; here the two addresses are given
+    by an ``ipv4:`` target (no DNS name on this machine resolves to two loopback addresses), which
+    goes through the same channel and policy as ``dns:///``.
+    """
+    from serving.server import start_server
+
+    with start_server(model_root, port=0, file_system_poll_wait_seconds=0, warmup="none") as other:
+        p1, p2 = server.address.rsplit(":", 1)[1], other.address.rsplit(":", 1)[1]
+        target = f"ipv4:127.0.0.1:{p1},127.0.0.1:{p2}"
+        assert parse_addresses(target) == [target]
+        assert parse_addresses([f"dns:///localhost:{p1}", "h:1,h:2"]) == [f"dns:///localhost:{p1}", "h:1", "h:2"]
+        with ExplanationClient(target) as c:
+            assert c.addresses == [target] and len(c._endpoints) == 1
+            before = (_served(server), _served(other))
+            calls = 0
+            # both replicas get calls from one channel; pick_first would send every call to one
+            while calls < 40 and not (_served(server) > before[0] and _served(other) > before[1]):
+                c.predict("simpler", images)
+                calls += 1
+            after = (_served(server), _served(other))
+        assert after[0] > before[0] and after[1] > before[1], (before, after, calls)
+        assert (after[0] - before[0]) + (after[1] - before[1]) == calls
+    with ExplanationClient(f"dns:///localhost:{p1}", retries=0) as c:  # the DNS resolver, one address
+        assert c.health() == "SERVING"
+        assert c.predict("simpler", images)["probabilities"].shape == (3, len(CLASSES))
+
+
 def test_dead_address_is_retried_with_backoff_then_unavailable():
     recorder = Recorder()
     with ExplanationClient(_dead_address(), retries=3, backoff_initial=0.02, backoff_max=1.0,
