@@ -39,8 +39,9 @@ Rules (``p`` at a layer's output → ``p_in`` at its input; ``x⁺ = max(x, 0)``
 * **DepthwiseConv2D**: a linear map per channel, so the ``W⁺`` rule of the linear maps applies
   with the layer's own depthwise convolution (``z = dw(x⁺; W⁺)``). **SeparableConv2D** is a
   depthwise map followed by a 1×1 pointwise map inside one layer: the rule is applied to both in
-  turn (``z₁ = dw(x⁺; D⁺)``, ``z₂ = pw(z₁; P⁺)``, ``p₁ = z₁ ⊙ Jᵀ_{P⁺}(p / z₂)``,
-  ``p_in = x⁺ ⊙ Jᵀ_{D⁺}(p₁ / z₁)``), which is exactly what two separate layers would get.
+  turn, with the depthwise output ``m = dw(x; D)`` as the pointwise map's input
+  (``p₁ = m⁺ ⊙ Jᵀ_{P⁺}(p / pw(m⁺; P⁺))``, ``p_in = x⁺ ⊙ Jᵀ_{D⁺}(p₁ / dw(x⁺; D⁺))``), which is
+  exactly what a ``DepthwiseConv2D`` followed by a 1×1 ``Conv2D`` would get.
 * **Rescaling and Normalization** (``invert=False``): affine per channel with a positive scale,
   like BatchNormalization, so ``p`` passes unchanged (a ``Rescaling`` with a non-positive scale
   has no rule). The input preprocessing of the view (:mod:`explain.preprocessing`) is such a map too.
@@ -52,8 +53,9 @@ Rules (``p`` at a layer's output → ``p_in`` at its input; ``x⁺ = max(x, 0)``
   spatial dimensions (shape ``(N, 1, 1, K)``): the gate is read as a fixed, non-negative weight of
   the main branch (as layer-wise relevance propagation treats multiplicative gates), so
   ``p_x = p`` where ``g·x⁺ > 0`` and the gate receives nothing. Mass is conserved along the main
-  branch. A product of two full feature maps (hard-swish written as ``x · relu6(x + 3) / 6``) has
-  no rule.
+  branch. The gate's own sigmoid layer is accepted only in that position (a ``(N, 1, 1, K)``
+  output that only feeds such a ``Multiply``) and receives no signal. A product of two full
+  feature maps (hard-swish written as ``x · relu6(x + 3) / 6``) has no rule.
 * Not supported, by design: swish, GELU, hard-swish and the other non-ReLU activations, and
   ``LayerNormalization``. Excitation backprop assumes non-negative responses of ReLU units
   (Zhang et al. 2016, §3); for those models the method is left out of the export with the reason
@@ -195,7 +197,13 @@ def _activation_kind(fn: Any) -> str | None:
         return name
     if name == "relu6":
         return "relu"
+    if name in _GATE_ACTIVATIONS:
+        return "gate"
     return None
+
+
+#: Activations that only appear as squeeze-and-excitation gates here: their units receive no signal.
+_GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 
 
 def _activation_name(layer: Any) -> str:
@@ -245,6 +253,11 @@ def _identity_rule(xs, y, dy):
     return [dy]
 
 
+def _nothing_rule(xs, y, dy):
+    """A gate's own layers: the gate is a fixed weight of the main branch, so nothing flows here."""
+    return [tf.zeros_like(xs[0])]
+
+
 def _on_rule(xs, y, dy):
     """Pass ``p`` where the unit is on (``y > 0``): ReLU with a ``max_value``."""
     return [dy * tf.cast(y > 0, dy.dtype)]
@@ -263,9 +276,10 @@ def _gate_rule(main: int) -> Callable[..., list]:
 def _separable_rule(layer: Any, relu: bool) -> Callable[..., list]:
     """Two linear rules in turn: the pointwise map, then the depthwise map (see the module doc)."""
 
-    def depthwise(x):
+    def depthwise(x, positive: bool):
+        k = tf.convert_to_tensor(layer.depthwise_kernel)
         return keras.ops.depthwise_conv(
-            x, tf.nn.relu(tf.convert_to_tensor(layer.depthwise_kernel)), strides=layer.strides,
+            x, tf.nn.relu(k) if positive else k, strides=layer.strides,
             padding=layer.padding, data_format=layer.data_format, dilation_rate=layer.dilation_rate,
         )
 
@@ -276,12 +290,15 @@ def _separable_rule(layer: Any, relu: bool) -> Callable[..., list]:
     def rule(xs, y, dy):
         p = dy * tf.cast(y > 0, dy.dtype) if relu else dy
         xp = tf.nn.relu(xs[0])
+        # The pointwise map's input is the depthwise output itself (its positive part), as it
+        # would be for a separate DepthwiseConv2D layer followed by a 1x1 Conv2D.
+        mid = tf.nn.relu(depthwise(xs[0], positive=False))
         with tf.GradientTape(persistent=True, watch_accessed_variables=False) as t:
             t.watch(xp)
-            z1 = depthwise(xp)
-            t.watch(z1)
-            z2 = pointwise(z1)
-        p1 = z1 * t.gradient(z2, z1, output_gradients=_share(p, z2))
+            t.watch(mid)
+            z1 = depthwise(xp, positive=True)
+            z2 = pointwise(mid)
+        p1 = mid * t.gradient(z2, mid, output_gradients=_share(p, z2))
         return [xp * t.gradient(z1, xp, output_gradients=_share(p1, z1))]
 
     return rule
@@ -386,6 +403,8 @@ class _Pass:
                 out = _attach(inputs[:1], y, _identity_rule)
             elif kind == "on":
                 out = _attach(inputs[:1], y, _on_rule)
+            elif kind == "gate_source":
+                out = _attach(inputs[:1], y, _nothing_rule)
             elif kind == "add":
                 shapes = {tuple(t.shape) for t in inputs}
                 if len(shapes) != 1:
@@ -431,6 +450,8 @@ class _Pass:
             act = _activation_kind(layer.activation)
             if act is None:
                 raise _unsupported(path, layer, f" with activation {_activation_name(layer)!r}")
+            if act == "gate":
+                return "gate_source"
             return "linear_relu" if act == "relu" else "linear"
         if isinstance(layer, _LINEAR_POOL):
             return "linear"
@@ -445,8 +466,11 @@ class _Pass:
         if isinstance(layer, L.Multiply):
             return "gate"
         if isinstance(layer, L.Activation):
-            if _activation_kind(layer.activation) is None:
+            act = _activation_kind(layer.activation)
+            if act is None:
                 raise _unsupported(path, layer, f" with activation {_activation_name(layer)!r}")
+            if act == "gate":
+                return "gate_source"
             return "on" if getattr(layer.activation, "__name__", "") == "relu6" else "plain"
         if isinstance(layer, L.ReLU):
             if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
@@ -853,7 +877,22 @@ def check_rules(view: ModelView) -> None:
         if isinstance(layer, L.Multiply):
             _gate_input(path, layer, list(_input_tensors(layer)))
             continue
-        _Pass._kind(path, layer)
+        if _Pass._kind(path, layer) == "gate_source":
+            _check_gate(path, layer)
+
+
+def _check_gate(path: str, layer: Any) -> None:
+    """A sigmoid unit must be a squeeze-and-excitation gate: a (N, 1, 1, K) output that only
+    multiplies a feature map. Elsewhere it would block the signal, so the method refuses."""
+    shape = list(layer.output.shape[1:])
+    consumers = [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+    is_gate = (
+        len(shape) == 3 and shape[0] == 1 and shape[1] == 1 and consumers
+        and all(isinstance(c, L.Multiply) for c in consumers)
+    )
+    if not is_gate:
+        raise _unsupported(path, layer, f" with activation {_activation_name(layer)!r} outside a "
+                           "squeeze-and-excitation gate")
 
 
 def _input_tensors(layer: Any) -> list[Any]:
