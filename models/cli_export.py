@@ -120,8 +120,9 @@ def load_model_file(path: str | Path) -> Any:
     return model
 
 
-def run_export(args: argparse.Namespace, out: Any = sys.stdout) -> int:
+def run_export(args: argparse.Namespace, out: Any = None) -> int:
     """Run the ``export`` subcommand; returns the exit status (2 for a bad argument)."""
+    out = out if out is not None else sys.stdout
     from models.export import ExportError, export_classifier, export_embedding
 
     try:

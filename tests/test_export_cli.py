@@ -65,12 +65,14 @@ def test_export_serve_and_ask_with_a_stock_client(saved, tmp_path):
     assert code == 0, out
     assert f"exported {root / 'user' / '1'}" in out
     assert "methods exported: excitation_backprop, gradcam" in out and "target layer: conv2" in out
-    code, out = run_cli(str(d / "user.h5"), "--name", "user", "--model-root", str(root), "--preprocessing", "raw")
+    (tmp_path / "classes.txt").write_text("street\npark\n\nharbour\n")
+    code, out = run_cli(str(d / "user.h5"), "--name", "user", "--model-root", str(root), "--preprocessing", "raw",
+                        "--class-names-file", str(tmp_path / "classes.txt"))
     assert code == 0 and f"exported {root / 'user' / '2'}" in out, out
 
     x = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
     expected = model(x.astype(np.float32)).numpy()
-    with start_server(root, port=0, file_system_poll_wait_seconds=0) as running:
+    with start_server(root, port=0, file_system_poll_wait_seconds=0, version_policy="all") as running:
         with grpc.insecure_channel(running.address) as ch:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
             for version in (1, 2):
