@@ -218,7 +218,7 @@ def _rebuild_folder_test(dataset: Mapping[str, Any], data_dir: str | os.PathLike
                          labels_dir: str | os.PathLike | None, split_seed: int, progress: bool) -> ImageSet:
     root = Path(data_dir if data_dir is not None else dataset["data_dir"])
     labels = labels_dir if labels_dir is not None else dataset.get("labels_dir")
-    trained_on = f"(trained on {dataset.get('data_dir')})"
+    trained_on = f"(recorded folder: {dataset.get('data_dir')})"
     class_names, ids, class_of = list_image_folder(root)
     classes = list(dataset.get("classes") or dataset.get("class_names") or [])
     if class_names != classes:
