@@ -196,3 +196,15 @@ def test_bad_folder_arguments_exit_2(folder, tmp_path, capsys, args, message):
 def test_folder_options_need_data_dir(tmp_path, capsys):
     assert models_main(["train", "--preset", "tiny", "--retrained", "--out", str(tmp_path)]) == 2
     assert "--retrained needs --data-dir" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_folder_training_learns_the_cities(tmp_path):
+    """The tiny recipe on a JPEG folder of 100 cities per class at 64 px: VGG11 learns them (measured
+    test accuracy 0.80 on the 40 test images, chance 0.5; no null scenes in a folder)."""
+    from models.folder_train import train_folder
+
+    root = tmp_path / "images"
+    _write_folder(root, per_class=100)
+    (rec,) = train_folder(root, None, preset="tiny", architectures="vgg11", image_size=SIZE, verbose=0, log=None)
+    assert rec.result.epochs_run == 7 and rec.result.test_accuracy >= 0.7, rec.result.test_accuracy
