@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ccg-images-per-class", type=int, default=defaults.ccg_images_per_class, help="images per class for SCG/CCG")
     p.add_argument("--tsne-images-per-class", type=int, default=defaults.tsne_images_per_class, help="images per class for descriptors and t-SNE")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of t-SNE, sampling and perturbation masks")
-    p.add_argument("--data-dir", type=Path, help="real images <root>/<class>/<image> instead of the synthetic cities")
+    p.add_argument("--data-dir", type=Path, help="real images <root>/<class>/<image>: for models trained on it (python -m "
+                   "models train --data-dir), its test split as recorded in their cards; otherwise the whole folder "
+                   "instead of the synthetic cities")
     p.add_argument("--labels-dir", type=Path, help="label maps <labels>/<class>/<image>.png for --data-dir")
     p.add_argument("--annotations", type=Path, help="CSV image_id,label[,label2] for the agreement curves")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per request")
@@ -97,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the server has no models loaded", file=sys.stderr)
             return 1
         size = next((m.input_size[0] for m in infos if m.kind == "classifier"), None)
-        data, landmarks = load_evaluation_data([m.card for m in infos], config.data_dir, config.labels_dir, size)
+        try:
+            data, landmarks = load_evaluation_data([m.card for m in infos], config.data_dir, config.labels_dir, size,
+                                                   progress=config.progress)
+        except (ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if data is None and any(m.kind == "classifier" for m in infos):
             print("error: no evaluation data: the model cards name no synthetic data set; pass --data-dir", file=sys.stderr)
             return 1

@@ -6,6 +6,9 @@ pooling kind (``embedding_avg``, ``embedding_max``, on the synthetic landmarks),
 into the model root with :mod:`models.export` (TF Serving layout, next version) and prints a
 table of accuracies. The data is regenerated from the seed; the model cards record how.
 
+``train --data-dir DIR`` trains the classifiers on a user's image folder ``DIR/<class>/<image>``
+instead (split 6:2:2 with the seed, the recipe of ``--preset``; see :mod:`models.folder_train`).
+
 ``presets`` lists the presets.
 
 ``export MODEL_FILE --name NAME --model-root ROOT --preprocessing MODE`` exports a Keras model file
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from models.presets import MODEL_NAMES, PRESETS
+from models.presets import CLASSIFIER_NAMES, MODEL_NAMES, PRESETS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="also keep each model's best-on-validation weights as DIR/<name>.weights.h5")
     tr.add_argument("--no-export", action="store_true", help="train only; write nothing to MODEL_ROOT")
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
+    fo = tr.add_argument_group(
+        "your own images", "train the classifiers on DIR/<class>/<image> (PNG, JPEG, BMP) instead of the synthetic "
+        "data: split 6:2:2 with --seed, the recipe (widths, lr, batch size, epochs) of --preset")
+    fo.add_argument("--data-dir", default=None, metavar="DIR", help="image folder DIR/<class>/<image>")
+    fo.add_argument("--labels-dir", default=None, metavar="DIR",
+                    help="optional label maps DIR/<class>/<image stem>.png (checked and recorded in the card)")
+    fo.add_argument("--architectures", default=None, metavar="NAMES",
+                    help=f"comma-separated classifiers to train (default all): {', '.join(CLASSIFIER_NAMES)}")
+    fo.add_argument("--image-size", type=int, default=None, metavar="PX",
+                    help="square input size the images are resized to (default: the preset's; the papers: 224)")
+    fo.add_argument("--retrained", action="store_true",
+                    help="also train <arch>_retrained from seed + 1 (as the presets do)")
     sub.add_parser("presets", help="list the presets")
     from models.cli_export import add_export_parser
 
@@ -74,6 +89,13 @@ def _validate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
+    folder_only = [f"--{k.replace('_', '-')}" for k in ("labels_dir", "architectures", "image_size", "retrained")
+                   if getattr(args, k)]
+    if args.data_dir is None and folder_only:
+        raise ValueError(f"{folder_only[0]} needs --data-dir (use --only to choose models of a preset)")
+    if args.data_dir is not None and args.only:
+        raise ValueError("--only applies to the presets' synthetic data; with --data-dir use --architectures "
+                         f"(accepted: {', '.join(CLASSIFIER_NAMES)}) and --retrained")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.data_dir is not None:
+        return _train_folder(args)
     from models.presets import format_table, train_preset
 
     t0 = time.perf_counter()
@@ -111,6 +135,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(records))
     print(f"\n{len(records)} models, preset {args.preset!r}, {time.perf_counter() - t0:.0f} s in all"
           + ("" if args.no_export else f"; model root {Path(args.out).resolve()}"))
+    return 0
+
+
+def _train_folder(args: argparse.Namespace) -> int:
+    """``train --data-dir``: exit status 2 with a message naming the folder or file on bad data."""
+    from models.folder_train import train_folder
+    from models.presets import format_table
+
+    t0 = time.perf_counter()
+    try:
+        records = train_folder(
+            args.data_dir, None if args.no_export else args.out, preset=args.preset,
+            architectures=args.architectures, labels_dir=args.labels_dir, image_size=args.image_size,
+            seed=args.seed, epochs=args.epochs, retrained=args.retrained, verbose=0 if args.quiet else 1,
+            checkpoint_dir=args.checkpoint_dir, log=print,
+        )
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(records))
+    print(f"\n{len(records)} models, image folder {Path(args.data_dir).resolve()}, recipe {args.preset!r}, "
+          f"{time.perf_counter() - t0:.0f} s in all" + ("" if args.no_export else f"; model root {Path(args.out).resolve()}"))
     return 0
 
 

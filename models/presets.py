@@ -350,9 +350,13 @@ def make_city_data(preset: Preset | str, seed: int = 0) -> tuple[Any, Any, Any, 
 
     Returns:
         ``(train, val, test, config)``: three :class:`models.datasets.imageset.ImageSet` and the
-        generator arguments (recorded in the model card, enough to regenerate the data).
+        generator arguments (recorded in the model card as ``dataset``): the generator's full
+        configuration (``cities_config``), seeds, null scenes and the test split's digest
+        (``test_sha1``), so that :func:`models.datasets.rebuild.rebuild_test_split` rebuilds the
+        test split byte for byte.
     """
     from models.datasets import make_cities
+    from models.datasets.rebuild import cities_config_to_json, imageset_digest
 
     p = get_preset(preset)
     cities_config = city_config(p)
@@ -364,11 +368,13 @@ def make_city_data(preset: Preset | str, seed: int = 0) -> tuple[Any, Any, Any, 
         "n_per_class": p.n_per_class,
         "image_size": p.image_size,
         "planted": None if cities_config is None else {c.name: dict(c.planted) for c in cities_config.cities},
+        "cities_config": cities_config_to_json(cities_config),
         "seed": seed,
         "split_seed": seed,
         "null_fraction": p.null_fraction,
         "class_names": list(data.class_names),
         "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+        "test_sha1": imageset_digest(test),
     }
     return train, val, test, config
 
@@ -376,6 +382,7 @@ def make_city_data(preset: Preset | str, seed: int = 0) -> tuple[Any, Any, Any, 
 def make_landmark_data(preset: Preset | str, seed: int = 0) -> tuple[Any, Any, Any, dict[str, Any]]:
     """Generate and split the synthetic landmarks of a preset (see :func:`make_city_data`)."""
     from models.datasets import make_landmarks
+    from models.datasets.rebuild import imageset_digest
 
     p = get_preset(preset)
     data = make_landmarks(
@@ -391,6 +398,7 @@ def make_landmark_data(preset: Preset | str, seed: int = 0) -> tuple[Any, Any, A
         "split_seed": seed,
         "class_names": list(data.class_names),
         "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+        "test_sha1": imageset_digest(test),
     }
     return train, val, test, config
 

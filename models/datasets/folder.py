@@ -10,9 +10,11 @@ Classes are the sub-folders of ``root`` in sorted order (hidden ones skipped); i
 are sorted by file name, so the order, the ids and the split are deterministic. Other files are
 ignored.
 
-Two entry points:
+Entry points:
     * :func:`load_image_folder` decodes everything eagerly with PIL into an :class:`ImageSet`
       (small data); it validates every file before returning anything.
+    * :func:`load_image_folder_split` decodes only one part of the 6:2:2 split (e.g. the test
+      images an evaluation needs), equal to ``load_image_folder(...).split(seed)[part]``.
     * :class:`ImageFolder` lists the files (validating the layout and that every label map exists)
       and decodes lazily in a ``tf.data`` pipeline with ``tf.io.decode_image`` (large data).
 
@@ -113,7 +115,8 @@ def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[i
         with Image.open(path) as im:
             rgb = im.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+        raise ValueError(f"cannot read image {path}: {err} (accepted: image files PIL can decode "
+                         f"with extension {', '.join(IMAGE_EXTENSIONS)})") from err
     native = rgb.size
     if image_size is not None and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
@@ -167,6 +170,7 @@ def load_image_folder(
     root: str | os.PathLike,
     labels_root: str | os.PathLike | None = None,
     image_size: int | None = None,
+    progress: bool = False,
 ) -> ImageSet:
     """Decode ``<root>/<class>/<image>`` (and label maps) eagerly into an :class:`ImageSet`.
 
@@ -175,6 +179,7 @@ def load_image_folder(
         labels_root: Optional folder of label maps ``<labels_root>/<class>/<image stem>.png``.
         image_size: Resize to ``image_size x image_size`` (images bilinear, label maps nearest);
             None keeps the sizes, which must then all be equal.
+        progress: Show a ``tqdm`` progress bar on stderr while decoding.
 
     Returns:
         The ImageSet; ``ids`` are the paths relative to ``root`` (``"<class>/<file>"``),
@@ -188,15 +193,88 @@ def load_image_folder(
     """
     _check_image_size(image_size)
     listing = _scan(root, labels_root)
+    return _decode(listing, np.arange(len(listing.files)), image_size, progress, f"reading {root}")
+
+
+def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
+    """List ``<root>/<class>/<image>`` without decoding anything.
+
+    Returns:
+        ``(class names, ids, labels)``: the sorted class folders, the image paths relative to
+        ``root`` (class-major, sorted by name) and each image's class index, exactly as
+        :func:`load_image_folder` orders them.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, ValueError: As :func:`load_image_folder` for the
+            layout (missing folder, no class folders, an empty class).
+    """
+    listing = _scan(root, None)
+    return listing.class_names, listing.ids, listing.labels
+
+
+#: Names of the parts of the 6:2:2 split, in the order of :func:`split_indices`.
+SPLIT_PARTS: tuple[str, ...] = ("train", "val", "test")
+
+
+def load_image_folder_split(
+    root: str | os.PathLike,
+    part: str,
+    seed: int = 0,
+    labels_root: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    progress: bool = False,
+) -> tuple[ImageSet, dict[str, int]]:
+    """Decode only one part of the folder's 6:2:2 split (stratified per class, see ``split_indices``).
+
+    The result equals ``load_image_folder(root, labels_root, image_size).split(seed)[k]`` for
+    ``part == SPLIT_PARTS[k]`` (same images, labels, label maps, ids and class names; only
+    ``object_names`` lists just the indices found in this part's label maps), but decodes only
+    that part, e.g. the test images an evaluation needs.
+
+    Args:
+        root: The image folder.
+        part: ``"train"``, ``"val"`` or ``"test"``.
+        seed: Seed of the split.
+        labels_root, image_size, progress: As in :func:`load_image_folder`.
+
+    Returns:
+        ``(images of the part, counts)``: ``counts`` maps each part to its number of images;
+        the ImageSet's ``class_names`` are all of the folder's classes.
+
+    Raises:
+        ValueError: An unknown ``part`` (naming the accepted ones), an empty part; otherwise as
+            :func:`load_image_folder` (only the files of ``part`` are decoded).
+    """
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"unknown split part {part!r}; accepted: {list(SPLIT_PARTS)}")
+    _check_image_size(image_size)
+    listing = _scan(root, labels_root)
+    parts = split_indices(listing.labels, seed)
+    counts = {name: int(len(idx)) for name, idx in zip(SPLIT_PARTS, parts)}
+    chosen = parts[SPLIT_PARTS.index(part)]
+    if not len(chosen):
+        raise ValueError(f"the {part} part of image folder {root} is empty (split seed {seed}, "
+                         f"counts {counts}); a class needs at least 4 images to appear in every part")
+    return _decode(listing, chosen, image_size, progress, f"reading {part} images of {root}"), counts
+
+
+def _decode(listing: _Listing, indices: np.ndarray, image_size: int | None, progress: bool,
+            desc: str) -> ImageSet:
+    """Decode the files ``indices`` of a listing (in that order) into an ImageSet."""
+    from tqdm.auto import tqdm
+
     images: list[np.ndarray] = []
     maps: list[np.ndarray] = []
-    for i, path in enumerate(listing.files):
+    first: Path | None = None
+    for i in tqdm(indices.tolist(), desc=desc, disable=not progress, leave=False, unit="img"):
+        path = listing.files[i]
         image, native = _read_image(path, image_size)
         if image_size is None and images and image.shape != images[0].shape:
             raise ValueError(
                 f"image {path} is {image.shape[1]}x{image.shape[0]} (WxH) but "
-                f"{listing.files[0]} is {images[0].shape[1]}x{images[0].shape[0]}; "
+                f"{first} is {images[0].shape[1]}x{images[0].shape[0]}; "
                 "pass image_size to resize them to one size")
+        first = path if first is None else first
         images.append(image)
         if listing.label_files is not None:
             maps.append(read_label_map(listing.label_files[i], native, path, image_size))
@@ -204,12 +282,12 @@ def load_image_folder(
     found = np.unique(label_maps) if label_maps is not None else np.zeros(0, np.uint8)
     return ImageSet(
         images=np.stack(images),
-        labels=listing.labels,
+        labels=listing.labels[indices],
         class_names=listing.class_names,
         label_maps=label_maps,
         object_names={int(i): name_of(int(i)) for i in found},
         discriminative={},
-        ids=listing.ids,
+        ids=[listing.ids[i] for i in indices],
     )
 
 
