@@ -46,6 +46,7 @@ from serving.errors import InvalidArgument, NotFound, Unavailable
 __all__ = [
     "NAME_RE",
     "LABEL_RE",
+    "KINDS",
     "State",
     "VersionPolicy",
     "ModelConfig",

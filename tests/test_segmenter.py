@@ -206,11 +206,10 @@ def test_evaluation_with_segmenter_writes_the_side_by_side_table(root_with_segme
     direct = sg.segmentation_scores(maps, data.label_maps[idx], [c["index"] for c in read_card(seg_dir)["classes"]])
     scores = dict(zip(_table(out, "objects_segmenter_scores")["columns"], _table(out, "objects_segmenter_scores")["rows"][0]))
     assert scores["images"] == idx.size == 12
-    # the evaluation resizes 96 -> 64 px in float64, TF in float32: a rounding may differ by one grey level
-    assert scores["pixel accuracy"] == pytest.approx(direct["pixel_accuracy"], abs=2e-3)
-    assert scores["mean IoU"] == pytest.approx(direct["mean_iou"], abs=5e-3)
-    print(f"segmenter on the evaluation images: report {scores['pixel accuracy']:.5f} / {scores['mean IoU']:.5f}, "
-          f"direct {direct['pixel_accuracy']:.5f} / {direct['mean_iou']:.5f}")
+    # measured: equal to every digit (0.940466 / 0.492733). The evaluation resizes 96 -> 64 px in float64,
+    # TF in float32, so a platform may round a grey level differently: allow ~10 of 110,592 pixels.
+    assert scores["pixel accuracy"] == pytest.approx(direct["pixel_accuracy"], abs=1e-4)
+    assert scores["mean IoU"] == pytest.approx(direct["mean_iou"], abs=1e-3)
     assert scores["pixel accuracy"] > 0.8
     html = (out / "report.html").read_text()
     assert "R_pc (segmenter)" in html and "objects_r_pc_segmenter_difference_theta50.png" in html
