@@ -213,3 +213,21 @@ def test_evaluation_with_segmenter_writes_the_side_by_side_table(root_with_segme
     assert scores["pixel accuracy"] > 0.8
     html = (out / "report.html").read_text()
     assert "R_pc (segmenter)" in html and "objects_r_pc_segmenter_difference_theta50.png" in html
+
+
+def test_train_segmenter_command(tmp_path, capsys):
+    from models.__main__ import main
+    from models.export import read_card
+
+    assert main(["train-segmenter", "--preset", "huge", "--out", str(tmp_path)]) == 2
+    assert "--preset 'huge' is not a segmenter preset; accepted: ['small', 'tiny']" in capsys.readouterr().err
+    assert main(["train-segmenter", "--preset", "tiny", "--image-size", "30", "--out", str(tmp_path)]) == 2
+    assert "--image-size 30 must be a multiple of 4" in capsys.readouterr().err
+    # one epoch at 32 px: checks the command's output and export, not the quality
+    assert main(["train-segmenter", "--preset", "tiny", "--image-size", "32", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path), "--name", "seg32"]) == 0
+    out = capsys.readouterr().out
+    card = read_card(tmp_path / "seg32" / "1")
+    assert card["input_size"] == [32, 32, 3] and card["training"]["epochs"] == 1
+    assert f"pixel accuracy {card['pixel_accuracy']:.4f}, mean IoU {card['mean_iou']:.4f}" in out
+    assert "[segmenter] 192/64/64 scenes at 32 px, 12 classes" in out and f"exported {(tmp_path / 'seg32' / '1').resolve()}" in out
