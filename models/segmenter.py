@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -399,8 +400,7 @@ def export_segmenter(result: SegmenterResult, model_root: str | Path, name: str 
 
     from models.export import CARD_PATH, ExportError, next_version
 
-    if not isinstance(name, str) or not name or name.startswith(".") or not all(
-            c.isalnum() or c in "._-" for c in name):
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name):
         raise ExportError(f"model name {name!r} is invalid; use letters, digits, '.', '_', '-' (not starting with '.')")
     export_dir = Path(model_root) / name
     export_dir.mkdir(parents=True, exist_ok=True)

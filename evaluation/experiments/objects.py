@@ -25,6 +25,10 @@ exceed ``max`` over the shared objects present (:data:`SHARED_OBJECTS`). Each se
 (retrained copies too) is its own case; the finding holds when it holds for a strict majority of
 the evaluated cases. It is stated at θ = 0.5; the evidence also gives θ = 0.6.
 
+With ``config.segmenter`` (``--segmenter NAME``) the label maps of a served segmenter are used beside the
+ground truth (side-by-side R_pc and histogram tables, its pixel accuracy and mean IoU; see
+:mod:`evaluation.segmentation`), or alone when the images have no label maps.
+
 Annotations come from ``config.annotations`` or, for synthetic data, are written from the ground
 truth into ``REPORT_DIR/annotations.csv`` (see :mod:`evaluation.annotations` for the rule).
 """
