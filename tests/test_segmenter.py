@@ -231,3 +231,25 @@ def test_train_segmenter_command(tmp_path, capsys):
     assert card["input_size"] == [32, 32, 3] and card["training"]["epochs"] == 1
     assert f"pixel accuracy {card['pixel_accuracy']:.4f}, mean IoU {card['mean_iou']:.4f}" in out
     assert "[segmenter] 192/64/64 scenes at 32 px, 12 classes" in out and f"exported {(tmp_path / 'seg32' / '1').resolve()}" in out
+
+
+def test_evaluation_without_ground_truth_uses_the_segmenter_alone(root_with_segmenter, server, tmp_path):
+    from PIL import Image
+
+    from evaluation.__main__ import main
+    from evaluation.data import load_evaluation_data
+    from models.export import read_card
+
+    data, _ = load_evaluation_data([read_card(root_with_segmenter / "vgg11" / "1")])
+    folder = tmp_path / "photos"
+    for c, cname in enumerate(data.class_names):
+        (folder / cname).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(data.labels == c)[:4]):
+            Image.fromarray(data.images[i]).save(folder / cname / f"{k}.png")
+    out = tmp_path / "report"
+    assert main(["--server", server.address, "--out", str(out), "--experiments", "objects", "--images-per-class", "4",
+                 "--quiet", "--data-dir", str(folder), "--segmenter", "segmenter"]) == 0
+    rpc = _table(out, "objects_r_pc_theta50")
+    assert rpc["rows"] and {"road", "sky"} <= {r[0] for r in rpc["rows"]}
+    assert not (out / "tables" / "objects_r_pc_segmenter_theta50.json").exists()  # no ground truth to compare
+    assert "every object count below comes from the label maps of segmenter" in (out / "report.html").read_text()
