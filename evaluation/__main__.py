@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=defaults.timeout, help="deadline per request in seconds")
     p.add_argument("--token", default=os.environ.get("EXPLAIN_TOKEN"), help="bearer token for a server with auth (env EXPLAIN_TOKEN)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--segmenter", metavar="NAME",
+                   help="served segmenter (kind 'segmenter', signature 'segment') whose label maps the objects "
+                        "experiment puts beside the ground truth (alone when the images have none)")
     return p
 
 
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         experiments=chosen, images_per_class=args.images_per_class, ccg_images_per_class=args.ccg_images_per_class,
         tsne_images_per_class=args.tsne_images_per_class, seed=args.seed, data_dir=args.data_dir,
         labels_dir=args.labels_dir, annotations=args.annotations, batch_size=args.batch_size,
-        progress=not args.quiet, timeout=args.timeout,
+        progress=not args.quiet, timeout=args.timeout, segmenter=args.segmenter,
     )
     from serving.client import ExplanationClient
 
@@ -98,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         if not infos:
             print("error: the server has no models loaded", file=sys.stderr)
             return 1
+        if config.segmenter:
+            from evaluation.segmentation import SegmenterError, check_segmenter
+
+            try:
+                check_segmenter({m.name: m for m in infos}, config.segmenter)
+            except SegmenterError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
         size = next((m.input_size[0] for m in infos if m.kind == "classifier"), None)
         try:
             data, landmarks = load_evaluation_data([m.card for m in infos], config.data_dir, config.labels_dir, size,

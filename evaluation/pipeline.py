@@ -59,6 +59,8 @@ class EvalConfig:
         batch_size: Images per request.
         progress: Show progress bars.
         timeout: Deadline per request in seconds.
+        segmenter: A served segmenter (``kind: "segmenter"``) whose label maps the ``objects``
+            experiment uses beside the ground truth, or alone when the images have none.
     """
 
     out: Path
@@ -75,6 +77,7 @@ class EvalConfig:
     batch_size: int = 16
     progress: bool = True
     timeout: float = 600.0
+    segmenter: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

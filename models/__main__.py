@@ -13,6 +13,9 @@ instead (split 6:2:2 with the seed, the recipe of ``--preset``; see :mod:`models
 
 ``export MODEL_FILE --name NAME --model-root ROOT --preprocessing MODE`` exports a Keras model file
 a user already has (:mod:`models.cli_export`).
+
+``train-segmenter`` trains the small segmenter of :mod:`models.segmenter` on the cities' label
+maps and exports it (``kind: "segmenter"``, signature ``segment``).
 """
 
 from __future__ import annotations
@@ -74,7 +77,72 @@ def _parser() -> argparse.ArgumentParser:
     from models.cli_export import add_export_parser
 
     add_export_parser(sub)
+    _add_segmenter_parser(sub)
     return parser
+
+
+def _add_segmenter_parser(sub) -> None:
+    """``train-segmenter``: the small segmenter of :mod:`models.segmenter` (its own presets)."""
+    from models.segmenter import SEGMENTER_PRESETS
+
+    sg = sub.add_parser(
+        "train-segmenter",
+        help="train the small segmenter on the synthetic cities' label maps and export it",
+        description=(
+            "Train a small fully-convolutional segmenter on the synthetic cities' ADE20K label maps, print its "
+            "pixel accuracy and mean IoU on held-out scenes and export it as MODEL_ROOT/<name>/<version>/ "
+            "(signatures segment and serving_default)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    presets_help = "; ".join(f"{n}: {p.description}" for n, p in SEGMENTER_PRESETS.items())
+    sg.add_argument("--preset", default="small", metavar="NAME",
+                    help=f"segmenter preset, one of {sorted(SEGMENTER_PRESETS)} ({presets_help})")
+    sg.add_argument("--image-size", type=int, default=None, metavar="N",
+                    help="override the preset's image side (a multiple of 4)")
+    sg.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    sg.add_argument("--seed", type=int, default=0, help="seed of the data, the split and the weights")
+    sg.add_argument("--out", required=True, metavar="MODEL_ROOT",
+                    help="model root; the segmenter becomes MODEL_ROOT/<name>/<version>/ (next version)")
+    sg.add_argument("--name", default="segmenter", help="model name under the root")
+    sg.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per epoch)")
+
+
+def _train_segmenter(args: argparse.Namespace) -> int:
+    from models.segmenter import SEGMENTER_PRESETS
+
+    if args.preset not in SEGMENTER_PRESETS:
+        print(f"error: --preset {args.preset!r} is not a segmenter preset; accepted: {sorted(SEGMENTER_PRESETS)}",
+              file=sys.stderr)
+        return 2
+    if args.image_size is not None and (args.image_size < 16 or args.image_size % 4):
+        print(f"error: --image-size {args.image_size} must be a multiple of 4 and at least 16", file=sys.stderr)
+        return 2
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--seed", args.seed, 0)):
+        if value is not None and value < low:
+            print(f"error: {flag} {value} must be an integer >= {low}", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {str(out)!r} exists and is not a directory", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from models.export import ExportError
+    from models.segmenter import export_segmenter, train_segmenter
+
+    result = train_segmenter(args.preset, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
+                             verbose=2 if args.quiet else 1, log=print)
+    try:
+        path = export_segmenter(result, out, args.name)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"pixel accuracy {result.pixel_accuracy:.4f}, mean IoU {result.mean_iou:.4f} on "
+          f"{result.training_data['test']} held-out scenes (majority-class baseline {result.majority_baseline:.4f})")
+    print("per-class IoU: " + ", ".join(f"{result.classes.names[k]} {result.per_class_iou.get(i, float('nan')):.3f}"
+                                        for k, i in enumerate(result.classes.indices)))
+    print(f"exported {path.resolve()}")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -110,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from models.cli_export import run_export
 
         return run_export(args)
+    if args.command == "train-segmenter":
+        return _train_segmenter(args)
     try:
         _validate(args)
     except ValueError as err:

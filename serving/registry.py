@@ -46,6 +46,7 @@ from serving.errors import InvalidArgument, NotFound, Unavailable
 __all__ = [
     "NAME_RE",
     "LABEL_RE",
+    "KINDS",
     "State",
     "VersionPolicy",
     "ModelConfig",
@@ -63,6 +64,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 #: Version labels: a letter, then letters, digits, ``_``, ``.``, ``-``.
 LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 CARD_PATH = Path("assets.extra") / "model_card.json"
+#: Model kinds the registry serves. A ``segmenter`` (models.segmenter) has no explanation methods;
+#: its signatures (``segment``, ``serving_default``) answer plain ``Predict`` calls.
+KINDS: tuple[str, ...] = ("classifier", "embedding", "segmenter")
 
 
 class State:
@@ -159,10 +163,10 @@ class ServableVersion:
     Attributes:
         name, version, path: Identity and directory.
         card: The model card (``{}`` if the export has none).
-        kind: ``"classifier"`` or ``"embedding"``.
-        class_names: Class names (classifiers).
+        kind: ``"classifier"``, ``"embedding"`` or ``"segmenter"``.
+        class_names: Class names (classifiers; a segmenter's object names).
         input_shape: ``(H, W, 3)``.
-        num_classes: Number of classes, or ``None`` for embedding models.
+        num_classes: Number of classes, or ``None`` for embedding models and segmenters.
         target_layer, target_shape: The explained layer and its ``(h, w, K)``.
         signatures: Signature name → concrete function.
         input_specs, output_specs: Signature name → {tensor name → ``tf.TensorSpec``}.
@@ -185,8 +189,8 @@ class ServableVersion:
             raise ValueError("the SavedModel has no 'serving_default' signature")
         default_out = self.output_specs["serving_default"]
         self.kind: str = card.get("kind") or ("embedding" if "embed" in self.signatures or "embedding" in default_out else "classifier")
-        if self.kind not in ("classifier", "embedding"):
-            raise ValueError(f"model card kind {self.kind!r} is not supported; accepted: ['classifier', 'embedding']")
+        if self.kind not in KINDS:
+            raise ValueError(f"model card kind {self.kind!r} is not supported; accepted: {list(KINDS)}")
         self.class_names: list[str] = [str(c) for c in card.get("class_names") or []]
         self.input_shape = self._input_shape(card)
         if self.kind == "classifier":

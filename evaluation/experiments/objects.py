@@ -25,6 +25,10 @@ exceed ``max`` over the shared objects present (:data:`SHARED_OBJECTS`). Each se
 (retrained copies too) is its own case; the finding holds when it holds for a strict majority of
 the evaluated cases. It is stated at θ = 0.5; the evidence also gives θ = 0.6.
 
+With ``config.segmenter`` (``--segmenter NAME``) the label maps of a served segmenter are used beside the
+ground truth (side-by-side R_pc and histogram tables, its pixel accuracy and mean IoU; see
+:mod:`evaluation.segmentation`), or alone when the images have no label maps.
+
 Annotations come from ``config.annotations`` or, for synthetic data, are written from the ground
 truth into ``REPORT_DIR/annotations.csv`` (see :mod:`evaluation.annotations` for the rule).
 """
@@ -340,13 +344,22 @@ def run(ctx: Context) -> Section:
                          title=f"Visual explanations, θ = {th}")
         section.figures.append((rel, f"Visual explanations (Grad-CAM ≥ {th}) of the same test images by every classifier"))
 
-    if data.label_maps is None:
+    segmenter = getattr(ctx.config, "segmenter", None)
+    seg_maps = None
+    if segmenter:
+        from evaluation.segmentation import segmenter_maps
+
+        seg_maps = segmenter_maps(ctx, segmenter, idx)
+    if data.label_maps is None and seg_maps is None:
         section.text += ("\n\nThe evaluation images have no object label maps, so the object histograms, R_pc and the "
-                         "annotation agreement are not computed (give --labels-dir with real data).")
+                         "annotation agreement are not computed (give --labels-dir with real data, or --segmenter).")
         section.findings.append(finding2([], THETAS[0]))
         return section
 
-    label_maps = data.label_maps[idx]
+    label_maps = data.label_maps[idx] if data.label_maps is not None else seg_maps
+    if data.label_maps is None:
+        section.text += (f"\n\nThe evaluation images have no ground-truth label maps: every object count below comes "
+                         f"from the label maps of segmenter {segmenter!r}.")
     names = _object_names(data)
     planted, shared = object_kinds(class_names, names, getattr(data, "discriminative", {}) or {})
     area = int(label_maps.shape[1] * label_maps.shape[2])
@@ -388,6 +401,17 @@ def run(ctx: Context) -> Section:
 
     cases = {th: finding2_cases({m: s.ratios for m, s in stats[th].items()}, class_names, names, planted, shared)
              for th in THETAS}
+    if seg_maps is not None and data.label_maps is not None:  # segmenter beside the ground truth
+        from evaluation.segmentation import add_comparison
+
+        seg_stats = add_comparison(ctx, section, segmenter, {m: _at_size(results[m]["heatmap"], label_maps.shape[1:])
+                                                             for m in models}, stats, seg_maps, label_maps, labels,
+                                   class_names, names, lambda c, p: _kind(c, p, planted, shared))
+        k, n = _tally(finding2_cases({m: s.ratios for m, s in seg_stats[THETAS[0]].items()}, class_names, names,
+                                     planted, shared))
+        k0, n0 = _tally(cases[THETAS[0]])
+        section.text += (f"\n\nWith the label maps of segmenter {segmenter!r} instead of the ground truth, finding 2 "
+                         f"(θ = {THETAS[0]}) holds in {k} of {n} (model, class) cases (ground truth: {k0} of {n0}).")
     ft = Table("objects_finding2", f"Finding 2 per (model, class) at θ = {THETAS[0]}: min R_pc of the planted objects "
                f"present vs max R_pc of the shared objects present ({', '.join(SHARED_OBJECTS)})",
                ["model", "class", "min planted R_pc", "planted object", "max shared R_pc", "shared object", "holds"])
