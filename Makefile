@@ -10,7 +10,7 @@ PRESET ?= small
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv demo test test-slow test-docker test-gpu bench clean
+.PHONY: venv demo test test-slow test-docker test-gpu test-apps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The keras.applications export matrix (issue 11): ten families, 30-120 s each on two cores.
+test-apps: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_export_applications.py
 
 test-docker: $(STAMP)
 	$(PY) -m pytest -q -m docker
