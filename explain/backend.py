@@ -101,37 +101,99 @@ class KerasBackend(Backend):
 class SavedModelBackend(Backend):
     """A backend over a loaded SavedModel (``tf.saved_model.load``) and its signatures.
 
-    Uses ``predict_float`` when present (exact float inputs); otherwise quantises to uint8 and
-    calls ``serving_default`` (black box), reading the ``probabilities`` output (or the only output).
+    Uses ``predict_float`` when present (exact float inputs, the project's exports); otherwise
+    calls ``serving_default`` as a black box, reading the ``probabilities`` output (or the one
+    named by ``output_key``, or the only output). Images in ``[0, 1]`` reach such a model as:
+
+    * uint8 pixels (rounded) when its input is uint8;
+    * ``min + u · (max − min)`` when ``input_range`` is declared (explanation metadata);
+    * the affine map of ``preprocessing`` when one is declared;
+    * otherwise not at all: a float input of unknown range cannot be fed synthesised images,
+      so every method that needs them raises :class:`MethodUnavailable` (FAILED_PRECONDITION in
+      the service) with the way to declare the range — never a silent guess.
+
+    Args:
+        loaded: The loaded SavedModel.
+        input_shape: ``(H, W, 3)``; default from the signature's static shape.
+        input_key, output_key: The image input and the score output of the signature (default:
+            its only input; ``probabilities`` or its first output).
+        input_range: ``(min, max)`` of a float input.
+        preprocessing: A :class:`models.preprocessing.Preprocessing` for a float input.
+        signature: The serving signature to use (default ``serving_default``).
+        how_to_declare: The sentence appended to the FAILED_PRECONDITION message.
     """
 
-    def __init__(self, loaded: Any, input_shape: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self,
+        loaded: Any,
+        input_shape: tuple[int, int, int] | None = None,
+        input_key: str | None = None,
+        output_key: str | None = None,
+        input_range: tuple[float, float] | None = None,
+        preprocessing: Any = None,
+        signature: str = "serving_default",
+        how_to_declare: str = "",
+    ) -> None:
         self.loaded = loaded
         self.signatures = dict(loaded.signatures)
-        if "serving_default" not in self.signatures:
-            raise MethodUnavailable("the SavedModel has no 'serving_default' signature")
-        default = self.signatures["serving_default"]
-        spec = next(iter(default.structured_input_signature[1].values()))
-        self._input_key = next(iter(default.structured_input_signature[1].keys()))
+        if signature not in self.signatures:
+            raise MethodUnavailable(f"the SavedModel has no {signature!r} signature; it has {sorted(self.signatures)}")
+        self._signature = signature
+        default = self.signatures[signature]
+        specs = default.structured_input_signature[1]
+        if input_key is not None and input_key not in specs:
+            raise MethodUnavailable(f"signature {signature!r} has no input {input_key!r}; its inputs: {sorted(specs)}")
+        self._input_key = input_key or next(iter(specs.keys()))
+        spec = specs[self._input_key]
         self._input_dtype = spec.dtype
         if input_shape is None:
             input_shape = tuple(int(s) for s in spec.shape[1:])
         self.input_shape = input_shape  # type: ignore[assignment]
         outputs = default.structured_outputs
-        self._prob_key = "probabilities" if "probabilities" in outputs else next(iter(outputs))
+        if output_key is not None and output_key not in outputs:
+            raise MethodUnavailable(f"signature {signature!r} has no output {output_key!r}; its outputs: {sorted(outputs)}")
+        self._prob_key = output_key or ("probabilities" if "probabilities" in outputs else next(iter(outputs)))
         self.num_classes = int(outputs[self._prob_key].shape[-1])
+        self._input_range = input_range
+        self._preprocessing = preprocessing
+        self._how_to_declare = how_to_declare
+
+    @property
+    def feeds_floats(self) -> bool:
+        """Whether synthesised ``[0, 1]`` images can be fed (uint8 input, or a declared scale)."""
+        return ("predict_float" in self.signatures or self._input_dtype == tf.uint8
+                or self._input_range is not None or self._preprocessing is not None)
+
+    def _unknown_range(self) -> MethodUnavailable:
+        return MethodUnavailable(
+            f"input {self._input_key!r} of signature {self._signature!r} is {self._input_dtype.name} with no "
+            "declared value range, so synthesised images (occlusion, masks, baselines) cannot be fed to it; "
+            + (self._how_to_declare or "declare the range in the explanation metadata "
+               "(inputs.<name>.featureValueDomain minValue/maxValue)")
+        )
+
+    def _to_model(self, images: Any) -> Any:
+        """``[0, 1]`` images (numpy or tensor) → the signature's input scale (float)."""
+        if self._input_range is not None:
+            lo, hi = self._input_range
+            return images * (hi - lo) + lo
+        if self._preprocessing is not None:
+            return self._preprocessing.apply(tf.convert_to_tensor(images, tf.float32))
+        raise self._unknown_range()
 
     def _to_input(self, images: np.ndarray) -> tf.Tensor:
         if self._input_dtype == tf.uint8:
             return tf.convert_to_tensor(np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8))
-        return tf.convert_to_tensor(images, self._input_dtype)
+        return tf.cast(self._to_model(tf.convert_to_tensor(images, tf.float32)), self._input_dtype)
+
+    def _call(self, inputs: Any) -> Any:
+        return self.signatures[self._signature](**{self._input_key: inputs})
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         if "predict_float" in self.signatures:
             out = self.signatures["predict_float"](images=tf.convert_to_tensor(images, tf.float32))
             return out["probabilities"].numpy()
-        out = self.signatures["serving_default"](**{self._input_key: self._to_input(images)})
-        return out[self._prob_key].numpy()
+        return self._call(self._to_input(images))[self._prob_key].numpy()
 
     def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if "features" not in self.signatures:
@@ -140,13 +202,15 @@ class SavedModelBackend(Backend):
         return out["activations"].numpy(), out["logits"].numpy()
 
     def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
-        if "predict_float" not in self.signatures:
-            return super().predict_tf(images)
-        return self.signatures["predict_float"](images=images)["probabilities"]
+        if "predict_float" in self.signatures:
+            return self.signatures["predict_float"](images=images)["probabilities"]
+        if self._input_dtype.is_floating:  # a float signature is differentiable
+            return self._call(tf.cast(self._to_model(images), self._input_dtype))[self._prob_key]
+        return super().predict_tf(images)
 
     def logits_tf(self, images: tf.Tensor) -> tf.Tensor:
         if "predict_float" not in self.signatures:
-            return super().logits_tf(images)
+            return super().logits_tf(images)  # log of predict_tf's probabilities
         out = self.signatures["predict_float"](images=images)
         if "logits" in out:
             return out["logits"]

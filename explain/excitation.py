@@ -44,7 +44,7 @@ Rules (``p`` at a layer's output → ``p_in`` at its input; ``x⁺ = max(x, 0)``
   exactly what a ``DepthwiseConv2D`` followed by a 1×1 ``Conv2D`` would get.
 * **Rescaling and Normalization** (``invert=False``): affine per channel with a positive scale,
   like BatchNormalization, so ``p`` passes unchanged (a ``Rescaling`` with a non-positive scale
-  has no rule). The input preprocessing of the view (:mod:`explain.preprocessing`) is such a map too.
+  has no rule). The input preprocessing of the view (:mod:`models.preprocessing`) is such a map too.
 * **ReLU with ``max_value``** (ReLU6 of MobileNetV2) and the ``relu6`` activation: ``p`` passes
   where the unit is on (``y > 0``), including units clipped at the maximum — the unit is active
   there, only its rate is bounded. The plain gradient would drop the signal of clipped units and

@@ -138,7 +138,7 @@ class ModelView:
             networks); ``None`` = the ``Dense`` directly after the pooling when there is no
             classifier.
         preprocessing: How images in ``[0, 1]`` become the model's input
-            (:mod:`explain.preprocessing`: ``"unit"``, ``"raw"``, ``"tf"``, ``"caffe"``,
+            (:mod:`models.preprocessing`: ``"unit"``, ``"raw"``, ``"tf"``, ``"caffe"``,
             ``"torch"``, or ``{"mean": …, "std": …}``); applied first in :meth:`run`, so every
             method keeps working on ``[0, 1]`` images. Default ``"unit"``.
 
@@ -156,7 +156,7 @@ class ModelView:
         projection_layer: str | None = None,
         preprocessing: Any = None,
     ) -> None:
-        from explain.preprocessing import PreprocessingError, resolve_preprocessing
+        from models.preprocessing import PreprocessingError, resolve_preprocessing
 
         if _functional(model) is None:
             raise ExplainError(

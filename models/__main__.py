@@ -14,6 +14,9 @@ instead (split 6:2:2 with the seed, the recipe of ``--preset``; see :mod:`models
 ``export MODEL_FILE --name NAME --model-root ROOT --preprocessing MODE`` exports a Keras model file
 a user already has (:mod:`models.cli_export`).
 
+``describe ROOT/NAME --input-range 0,255`` writes the explanation metadata (Vertex's format) of a
+SavedModel without a card (:mod:`models.cli_describe`).
+
 ``train-segmenter`` trains the small segmenter of :mod:`models.segmenter` on the cities' label
 maps and exports it (``kind: "segmenter"``, signature ``segment``).
 """
@@ -74,9 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     fo.add_argument("--retrained", action="store_true",
                     help="also train <arch>_retrained from seed + 1 (as the presets do)")
     sub.add_parser("presets", help="list the presets")
+    from models.cli_describe import add_describe_parser
     from models.cli_export import add_export_parser
 
     add_export_parser(sub)
+    add_describe_parser(sub)
     _add_segmenter_parser(sub)
     return parser
 
@@ -173,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, p in PRESETS.items():
             print(f"{name:<6} {p.description}")
         return 0
+    if args.command == "describe":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from models.cli_describe import run_describe
+
+        return run_describe(args)
     if args.command == "export":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from models.cli_export import run_export

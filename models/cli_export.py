@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from explain.preprocessing import MODES
+from models.preprocessing import MODES
 
 __all__ = ["add_export_parser", "run_export", "load_model_file", "read_class_names"]
 

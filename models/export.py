@@ -13,7 +13,7 @@ renamed into place when complete, so a crash never leaves a half-written version
 picked up; it is removed on failure).
 
 Signatures (all take ``images``: uint8 ``(N, H, W, 3)``; inside the graph they become ``[0, 1]``
-floats, and the model's *input preprocessing* (:mod:`explain.preprocessing`: ``unit``, ``raw``,
+floats, and the model's *input preprocessing* (:mod:`models.preprocessing`: ``unit``, ``raw``,
 ``tf``, ``caffe``, ``torch`` or an explicit per-channel ``mean``/``std``) maps those to the scale
 the model expects, as the first step of every signature and every iterative method):
 
@@ -70,8 +70,8 @@ import numpy as np
 import tensorflow as tf
 
 from explain import registry
-from explain.preprocessing import MODES as PREPROCESSING_MODES
-from explain.preprocessing import PreprocessingError, resolve_preprocessing
+from models.preprocessing import MODES as PREPROCESSING_MODES
+from models.preprocessing import PreprocessingError, resolve_preprocessing
 from explain.view import ExplainError, ModelView, iter_layers
 
 __all__ = [

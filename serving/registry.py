@@ -175,8 +175,10 @@ class ServableVersion:
     """
 
     def __init__(self, name: str, version: int, path: Path, loaded: Any, card: dict[str, Any],
-                 signature_defs: dict[str, Any]) -> None:
+                 signature_defs: dict[str, Any], metadata: Any = None, metadata_error: str = "") -> None:
         self.name = name
+        self.metadata = metadata  # models.metadata.ExplanationMetadata or None
+        self.metadata_error = metadata_error
         self.version = version
         self.path = path
         self.loaded = loaded
@@ -192,9 +194,13 @@ class ServableVersion:
         if self.kind not in KINDS:
             raise ValueError(f"model card kind {self.kind!r} is not supported; accepted: {list(KINDS)}")
         self.class_names: list[str] = [str(c) for c in card.get("class_names") or []]
+        if not self.class_names and metadata is not None:
+            self.class_names = list(metadata.class_names)
         self.input_shape = self._input_shape(card)
         if self.kind == "classifier":
             key = "probabilities" if "probabilities" in default_out else next(iter(default_out))
+            if metadata is not None and metadata.output_tensor in default_out:
+                key = metadata.output_tensor
             dim = default_out[key].shape[-1]
             self.num_classes: int | None = int(dim) if dim is not None else len(self.class_names) or None
             if not self.class_names and self.num_classes:
@@ -249,7 +255,7 @@ class ServableVersion:
 
     @staticmethod
     def _preprocessing(card: Mapping[str, Any]) -> str:
-        from explain.preprocessing import PreprocessingError, resolve_preprocessing
+        from models.preprocessing import PreprocessingError, resolve_preprocessing
 
         entry = card.get("preprocessing")
         if entry is None:
@@ -266,8 +272,28 @@ class ServableVersion:
         if self._backend is None:
             from explain.backend import SavedModelBackend
 
-            self._backend = SavedModelBackend(self.loaded, input_shape=self.input_shape)
+            self._backend = SavedModelBackend(self.loaded, input_shape=self.input_shape, **self._backend_options())
         return self._backend
+
+    def _backend_options(self) -> dict[str, Any]:
+        """How synthesised images reach the model: from the metadata (the card's models take uint8)."""
+        from models.metadata import METADATA_PATH
+        from models.preprocessing import resolve_preprocessing
+
+        how = (f"declare it with `python -m models describe {self.path.parent} --input-range MIN,MAX` "
+               f"(writes {METADATA_PATH}, Vertex's explanation metadata: inputs.<name>.featureValueDomain)")
+        if self.metadata_error:
+            how += f"; the model's metadata file was refused: {self.metadata_error}"
+        md = self.metadata
+        if md is None:
+            return {"how_to_declare": how}
+        return {
+            "input_key": md.input_tensor,
+            "output_key": md.output_tensor,
+            "input_range": md.input_range,
+            "preprocessing": resolve_preprocessing(md.preprocessing) if md.preprocessing else None,
+            "how_to_declare": how,
+        }
 
     def card_json(self) -> str:
         return json.dumps(self.card, sort_keys=True, default=str)
@@ -334,6 +360,20 @@ def _fingerprint(path: Path) -> tuple:
     return tuple(items)
 
 
+def _read_metadata(name: str, version: int, path: Path) -> tuple[Any, str]:
+    """The version's explanation metadata, or ``(None, why)`` when its file is refused.
+
+    A malformed file does not stop the version from serving ``serving_default``; the methods that
+    need it answer FAILED_PRECONDITION naming the bad field."""
+    from models.metadata import MetadataError, read_metadata
+
+    try:
+        return read_metadata(path), ""
+    except MetadataError as err:
+        log.error("model %r version %d: explanation metadata refused: %s", name, version, err)
+        return None, str(err)
+
+
 def load_version(name: str, version: int, path: Path, warmup: str | bool = "all") -> ServableVersion:
     """Load one version directory fully (SavedModel, signatures, card, optional warm-up call).
 
@@ -368,7 +408,8 @@ def load_version(name: str, version: int, path: Path, warmup: str | bool = "all"
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"tf.saved_model.load failed: {first}") from exc
-    sv = ServableVersion(name, version, path, loaded, card, signature_defs)
+    metadata, metadata_error = _read_metadata(name, version, path)
+    sv = ServableVersion(name, version, path, loaded, card, signature_defs, metadata, metadata_error)
     mode = warmup if isinstance(warmup, str) else ("default" if warmup else "none")
     if mode not in ("all", "default", "none"):
         raise ValueError(f"warmup {warmup!r} is invalid; accepted: 'all', 'default', 'none'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explain.preprocessing import MODES, Preprocessing, PreprocessingError, resolve_preprocessing
+from models.preprocessing import MODES, Preprocessing, PreprocessingError, resolve_preprocessing
 
 
 @pytest.fixture(scope="module")

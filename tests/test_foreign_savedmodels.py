@@ -1,0 +1,251 @@
+"""SavedModels people already serve, without a model card: explanation metadata decides, nothing
+is guessed.
+
+Three foreign models written by the test: Keras 3's own ``model.export()`` (float 0–255 input,
+``Rescaling`` inside), a ``tf.Module`` with a float ``[-1, 1]`` input, and a ``tf.Module`` with a
+uint8 input. With metadata (written by ``python -m models describe``), the black-box and gradient
+methods the service runs on them equal the same methods on the Keras model in process; without,
+the float models' synthesising methods answer FAILED_PRECONDITION with the way to declare the
+range, and ``serving_default`` still serves.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from models.metadata import METADATA_PATH, MetadataError, parse_metadata  # noqa: E402
+
+SIZE = 24
+
+
+def _body(seed: int) -> keras.Model:
+    """A small classifier on [0, 1] inputs."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv1")(inp)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+
+
+def keras_export_model(root) -> keras.Model:
+    """Keras 3 ``model.export()``: float input in 0–255, Rescaling inside."""
+    body = _body(1)
+    inp = keras.Input((SIZE, SIZE, 3), name="pixels")
+    model = keras.Model(inp, body(keras.layers.Rescaling(1 / 255.0, name="scale")(inp)), name="keras_export")
+    model.export(str(root / "kexport" / "1"), format="tf_saved_model", verbose=False)
+    return model
+
+
+class _Module(tf.Module):
+    def __init__(self, body: keras.Model, dtype: tf.DType, scale: float, offset: float) -> None:
+        super().__init__()
+        self.body, self.scale, self.offset = body, scale, offset
+        self.vars = list(body.weights)
+        spec = tf.TensorSpec([None, SIZE, SIZE, 3], dtype, name="x")
+
+        @tf.function(input_signature=[spec])
+        def serve(x):
+            u = (tf.cast(x, tf.float32) - self.offset) / self.scale  # back to [0, 1]
+            return {"scores": self.body(u)}
+
+        self.serve = serve
+
+
+def module_model(root, name: str, dtype: tf.DType, scale: float, offset: float) -> keras.Model:
+    body = _body(2 if dtype == tf.uint8 else 3)
+    module = _Module(body, dtype, scale, offset)
+    tf.saved_model.save(module, str(root / name / "1"), signatures={"serving_default": module.serve})
+    return body
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    root = tmp_path_factory.mktemp("foreign")
+    kmodel = keras_export_model(root)
+    signed = module_model(root, "signed", tf.float32, scale=2.0, offset=-1.0)  # input in [-1, 1]
+    pixels = module_model(root, "pixels", tf.uint8, scale=255.0, offset=0.0)
+    return root, {"kexport": kmodel, "signed": signed, "pixels": pixels}
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def _in_process_occlusion(model: keras.Model, images: np.ndarray, preprocessing: str, fill: float = 0.5) -> np.ndarray:
+    from explain.backend import KerasBackend
+    from explain.occlusion import occlusion
+    from explain.view import ModelView
+
+    backend = KerasBackend(ModelView(model, preprocessing=preprocessing))
+    return occlusion(backend, images.astype(np.float32) / 255.0, class_index=0, patch_size_at_224=60, stride=4,
+                     fill=fill)["heatmap"]
+
+
+def _describe(path, *extra: str) -> int:
+    from models.__main__ import main
+
+    return main(["describe", str(path), *extra])
+
+
+def test_without_metadata_floats_are_refused_and_uint8_works(foreign, images):
+    from serving.client import ExplanationClient, ServiceError
+    from serving.server import start_server
+
+    root, models = foreign
+    with start_server(root, port=0, file_system_poll_wait_seconds=0) as running, ExplanationClient(running.address) as c:
+        for name in ("kexport", "signed"):
+            with pytest.raises(ServiceError) as err:
+                c.explain(name, "occlusion", images, class_index=0)
+            assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert "no declared value range" in err.value.message
+            assert f"python -m models describe {root / name} --input-range MIN,MAX" in err.value.message
+        # serving_default still serves the float models (the caller sends the model's own scale).
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        with grpc.insecure_channel(running.address) as ch:
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = "kexport"
+            key = next(iter(tf.saved_model.load(str(root / "kexport" / "1")).signatures["serving_default"]
+                            .structured_input_signature[1]))
+            req.inputs[key].CopyFrom(tf.make_tensor_proto(images.astype(np.float32)))
+            out = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(req, timeout=60)
+            got = tf.make_ndarray(next(iter(out.outputs.values())))
+        np.testing.assert_allclose(got, models["kexport"](images.astype(np.float32)).numpy(), atol=1e-5)
+        # A uint8 input is pixels: occlusion works without metadata and equals the in-process map.
+        # (a grey that uint8 represents exactly, so quantising the occluded images changes nothing)
+        occ = c.explain("pixels", "occlusion", images, class_index=0, patch_size_at_224=60, stride=4, fill=128 / 255)
+    ref = _in_process_occlusion(models["pixels"], images, "unit", fill=128 / 255)
+    np.testing.assert_allclose(occ.heatmap, ref, atol=1e-4)
+
+
+def test_with_metadata_methods_equal_in_process(foreign, images, tmp_path):
+    from serving.client import ExplanationClient
+    from serving.server import start_server
+
+    src, models = foreign
+    root = tmp_path / "root"
+    shutil.copytree(src, root)
+    assert _describe(root / "kexport", "--input-range", "0,255", "--class-names", "a,b,c") == 0
+    assert _describe(root / "signed", "--input-range", "-1,1") == 0
+    md = json.loads((root / "kexport" / "1" / METADATA_PATH).read_text())
+    assert md["inputs"]["image"]["featureValueDomain"] == {"minValue": 0.0, "maxValue": 255.0}
+    # kexport is 0-255 with Rescaling inside ("raw"); signed takes [-1, 1] = "tf" on [0, 1] pixels.
+    want = {"kexport": (models["kexport"], "raw"), "signed": (_signed_keras(models["signed"]), "unit")}
+    with start_server(root, port=0, file_system_poll_wait_seconds=0) as running, ExplanationClient(running.address) as c:
+        assert c.model_info("kexport").class_names == ["a", "b", "c"]
+        for name, (model, prep) in want.items():
+            occ = c.explain(name, "occlusion", images, class_index=0, patch_size_at_224=60, stride=4)
+            ref = _in_process_occlusion(model, images, prep)
+            assert float(np.ptp(ref)) > 0
+            np.testing.assert_allclose(occ.heatmap, ref, atol=1e-4, err_msg=name)
+            # A gradient method on the differentiable float signature.
+            mask = c.explain(name, "perturbation_mask", images[:1], class_index=0, iterations=5)
+            ref_mask = _in_process_mask(model, images[:1], prep)
+            np.testing.assert_allclose(mask.heatmap, ref_mask, atol=1e-3, err_msg=name)
+
+
+def _signed_keras(body: keras.Model) -> keras.Model:
+    """The 'signed' module as a Keras model on [0, 1]: it maps [-1, 1] back to [0, 1] itself."""
+    return body
+
+
+def _in_process_mask(model: keras.Model, images: np.ndarray, preprocessing: str) -> np.ndarray:
+    from explain.backend import KerasBackend
+    from explain.perturbation import perturbation_mask
+    from explain.view import ModelView
+
+    backend = KerasBackend(ModelView(model, preprocessing=preprocessing))
+    return perturbation_mask(backend, images.astype(np.float32) / 255.0, class_index=0, iterations=5)["heatmap"]
+
+
+def test_describe_errors_name_the_value(foreign, capsys):
+    root, _ = foreign
+    cases = [
+        (["--input-range", "255,0"], "--input-range '255,0': MIN must be below MAX"),
+        ([], "input 'pixels' is float32: give --input-range MIN,MAX"),
+        (["--input-range", "0,255", "--class-names", "a,b"], "--class-names has 2 names; output 'output_0' has 3 classes"),
+        (["--input-range", "0,255", "--output-tensor", "logits"], "--output-tensor 'logits' is not in the signature; accepted: ['output_0']"),
+        (["--input-range", "0,255", "--version", "9"], "--version 9 does not exist"),
+    ]
+    for extra, message in cases:
+        assert _describe(root / "kexport", *extra) == 2
+        assert message in capsys.readouterr().err
+    assert not (root / "kexport" / "1" / METADATA_PATH).exists()
+
+
+VERTEX_EXAMPLE = {  # the shape of Vertex AI's ExplanationMetadata reference, image input
+    "inputs": {
+        "image": {
+            "inputTensorName": "pixels",
+            "modality": "image",
+            "inputBaselines": [0],
+            "featureValueDomain": {"minValue": 0, "maxValue": 255},
+            "visualization": {
+                "type": "Pixels", "polarity": "positive", "clipPercentUpperbound": 99.9,
+                "clipPercentLowerbound": 70, "colorMap": "pink_green", "overlayType": "grayscale",
+            },
+        }
+    },
+    "outputs": {"probabilities": {"outputTensorName": "output_0", "indexDisplayNameMapping": ["a", "b", "c"]}},
+    "framework": "tensorflow",
+}
+
+
+def test_vertex_file_is_read_unchanged_and_a_bad_one_names_the_field():
+    md = parse_metadata(VERTEX_EXAMPLE)
+    assert (md.input_tensor, md.output_tensor, md.input_range) == ("pixels", "output_0", (0.0, 255.0))
+    assert md.visualization["polarity"] == "POSITIVE" and md.class_names == ["a", "b", "c"]
+    bad = json.loads(json.dumps(VERTEX_EXAMPLE))
+    bad["inputs"]["image"]["visualization"]["polarity"] = "up"
+    with pytest.raises(MetadataError, match=r"inputs.image.visualization.polarity 'up' is not supported; accepted: \['POSITIVE'"):
+        parse_metadata(bad)
+    bad = json.loads(json.dumps(VERTEX_EXAMPLE))
+    bad["inputs"]["image"]["inputTensorNmae"] = "x"
+    with pytest.raises(MetadataError, match=r"inputs.image.inputTensorNmae is not a field of the explanation metadata"):
+        parse_metadata(bad)
+    bad = json.loads(json.dumps(VERTEX_EXAMPLE))
+    del bad["outputs"]["probabilities"]["outputTensorName"]
+    with pytest.raises(MetadataError, match=r"outputs.probabilities.outputTensorName is required"):
+        parse_metadata(bad)
+
+
+def test_malformed_file_still_serves_and_reload_picks_up_a_fix(foreign, images, tmp_path):
+    from serving.client import ExplanationClient, ServiceError
+    from serving.server import start_server
+
+    src, models = foreign
+    root = tmp_path / "root"
+    shutil.copytree(src / "kexport", root / "kexport")
+    path = root / "kexport" / "1" / METADATA_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bad = json.loads(json.dumps(VERTEX_EXAMPLE))
+    bad["inputs"]["image"]["featureValueDomain"] = {"minValue": 255, "maxValue": 0}
+    path.write_text(json.dumps(bad))
+    with start_server(root, port=0, file_system_poll_wait_seconds=0.2) as running, ExplanationClient(running.address) as c:
+        with pytest.raises(ServiceError) as err:
+            c.explain("kexport", "occlusion", images, class_index=0)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "inputs.image.featureValueDomain minValue 255.0 must be below maxValue 0.0" in err.value.message
+        path.write_text(json.dumps(VERTEX_EXAMPLE))  # fixed: the server reloads it like a new version
+        deadline = time.time() + 60
+        while True:
+            try:
+                occ = c.explain("kexport", "occlusion", images, class_index=0, patch_size_at_224=60, stride=4)
+                break
+            except ServiceError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+    np.testing.assert_allclose(occ.heatmap, _in_process_occlusion(models["kexport"], images, "raw"), atol=1e-4)
