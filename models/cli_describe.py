@@ -29,7 +29,7 @@ def add_describe_parser(sub: Any) -> argparse.ArgumentParser:
     )
     d.add_argument("model_dir", metavar="ROOT/NAME", help="the model's folder in a TF Serving model root")
     d.add_argument("--version", type=int, help="the version to describe (default: every version)")
-    d.add_argument("--input-range", metavar="MIN,MAX", help="value range of a float image input, e.g. 0,255 or -1,1")
+    d.add_argument("--input-range", metavar="MIN,MAX", help="value range of a float image input, e.g. 0,255 or (with =) --input-range=-1,1")
     d.add_argument("--preprocessing", metavar="MODE", choices=list(MODES[:-1]),
                    help=f"instead of --input-range: the input's preprocessing mode, one of {list(MODES[:-1])}")
     d.add_argument("--class-names", metavar="A,B,...", help="class names in output order")

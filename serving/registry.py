@@ -179,6 +179,7 @@ class ServableVersion:
         self.name = name
         self.metadata = metadata  # models.metadata.ExplanationMetadata or None
         self.metadata_error = metadata_error
+        self.metadata_stamp: tuple[int, int] | None = None  # set by load_version
         self.version = version
         self.path = path
         self.loaded = loaded
@@ -360,6 +361,17 @@ def _fingerprint(path: Path) -> tuple:
     return tuple(items)
 
 
+def _metadata_stamp(path: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a version's explanation metadata file, or ``None`` without one."""
+    from models.metadata import METADATA_PATH
+
+    try:
+        st = (path / METADATA_PATH).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def _read_metadata(name: str, version: int, path: Path) -> tuple[Any, str]:
     """The version's explanation metadata, or ``(None, why)`` when its file is refused.
 
@@ -408,8 +420,10 @@ def load_version(name: str, version: int, path: Path, warmup: str | bool = "all"
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"tf.saved_model.load failed: {first}") from exc
+    stamp = _metadata_stamp(path)
     metadata, metadata_error = _read_metadata(name, version, path)
     sv = ServableVersion(name, version, path, loaded, card, signature_defs, metadata, metadata_error)
+    sv.metadata_stamp = stamp
     mode = warmup if isinstance(warmup, str) else ("default" if warmup else "none")
     if mode not in ("all", "default", "none"):
         raise ValueError(f"warmup {warmup!r} is invalid; accepted: 'all', 'default', 'none'")
@@ -586,13 +600,13 @@ class ModelRegistry:
             for v in sorted(on_disk, reverse=True):
                 if len(wanted) == policy.num_versions:
                     break
-                sv = served.get(v) or self._try_load(name, v, on_disk[v])
+                sv = self._current(name, v, served.get(v), on_disk[v])
                 if sv is not None:
                     wanted[v] = sv
         else:
             targets = sorted(on_disk) if policy.kind == "all" else [v for v in policy.versions if v in on_disk]
             for v in targets:
-                sv = served.get(v) or self._try_load(name, v, on_disk[v])
+                sv = self._current(name, v, served.get(v), on_disk[v])
                 if sv is not None:
                     wanted[v] = sv
             if policy.kind == "specific":
@@ -605,6 +619,16 @@ class ModelRegistry:
             del self._failed[key]
         if set(wanted) != set(served) or any(wanted[v] is not served.get(v) for v in wanted):
             self._swap(name, wanted)
+
+    def _current(self, name: str, version: int, served: ServableVersion | None, path: Path) -> ServableVersion | None:
+        """The served version, reloaded when its explanation metadata changed (like a new version;
+        the old one keeps serving if the reload fails)."""
+        if served is None:
+            return self._try_load(name, version, path)
+        if served.metadata_stamp == _metadata_stamp(path):
+            return served
+        log.info("model %r version %d: explanation metadata changed; reloading", name, version)
+        return self._try_load(name, version, path) or served
 
     def _swap(self, name: str, wanted: dict[int, ServableVersion]) -> None:
         """Atomically replace the served versions of ``name``; unload the ones that left."""
@@ -628,6 +652,10 @@ class ModelRegistry:
             sv._begin_unload(self._ended)
 
     def _ended(self, sv: ServableVersion) -> None:
+        current = self._served.get(sv.name, {}).get(sv.version)
+        if current is not None and current is not sv:  # replaced by a reload of the same version
+            log.info("model %r version %d: the replaced copy unloaded", sv.name, sv.version)
+            return
         self._set_status(sv.name, sv.version, VersionStatus(State.END))
         log.info("model %r version %d unloaded", sv.name, sv.version)
 

@@ -138,7 +138,7 @@ def test_with_metadata_methods_equal_in_process(foreign, images, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(src, root)
     assert _describe(root / "kexport", "--input-range", "0,255", "--class-names", "a,b,c") == 0
-    assert _describe(root / "signed", "--input-range", "-1,1") == 0
+    assert _describe(root / "signed", "--input-range=-1,1") == 0
     md = json.loads((root / "kexport" / "1" / METADATA_PATH).read_text())
     assert md["inputs"]["image"]["featureValueDomain"] == {"minValue": 0.0, "maxValue": 255.0}
     # kexport is 0-255 with Rescaling inside ("raw"); signed takes [-1, 1] = "tf" on [0, 1] pixels.
