@@ -255,9 +255,10 @@ def lookup_method(sv: ServableVersion, name: str, field: str = "method") -> Any:
     except KeyError:
         raise InvalidArgument(f"unknown method {name!r}; accepted: {methods.names()}", field) from None
     if name not in sv.methods:
+        why = getattr(sv, "methods_left_out", {}).get(name)
         raise FailedPrecondition(
-            f"method {name!r} is not available for model {sv.name!r} version {sv.version} ({sv.kind}); "
-            f"available: {sv.methods}")
+            f"method {name!r} is not available for model {sv.name!r} version {sv.version} ({sv.kind})"
+            + (f": {why}" if why else "") + f"; available: {sv.methods}")
     return method
 
 

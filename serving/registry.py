@@ -214,6 +214,7 @@ class ServableVersion:
         self.methods_left_out: dict[str, str] = self._left_out(card)
         self.preprocessing: str = self._preprocessing(card)
         self._backend: Any = None
+        self._refuse_synthesis()
         self._lock = threading.Lock()
         self._inflight = 0
         self.state = State.AVAILABLE
@@ -253,6 +254,27 @@ class ServableVersion:
                 continue
             out[name] = recorded.get(name) or f"this version was exported without a {name!r} signature"
         return out
+
+    def _refuse_synthesis(self) -> None:
+        """A float input of unknown range cannot take synthesised images: the iterative methods
+        move to ``methods_left_out`` with the reason (calling them answers FAILED_PRECONDITION)."""
+        from explain import registry as methods
+        from explain.backend import MethodUnavailable
+
+        if self.kind not in ("classifier", "embedding"):
+            return
+        try:
+            backend = self.backend
+        except MethodUnavailable as err:
+            reason = str(err)
+        else:
+            if backend.feeds_floats:
+                return
+            reason = str(backend._unknown_range())
+        for name in list(self.methods):
+            if methods.get(name).kind == "iterative":
+                self.methods.remove(name)
+                self.methods_left_out[name] = reason
 
     @staticmethod
     def _preprocessing(card: Mapping[str, Any]) -> str:
