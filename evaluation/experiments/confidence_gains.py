@@ -449,6 +449,9 @@ def run(ctx: Context) -> Section:
     growths = Table("confidence_growths", "Distribution of the CCG growth steps (images used by CCG)",
                     ["model", "mask", "kernel", "ρ", "CCG used", *[f"{b} growths" for b in growth_bin_labels()],
                      "median"], digits=1)
+    steps_t = Table("confidence_growth_steps", "CCG growth steps per image, mask, kernel and ρ (the data of the growth "
+                    "histograms)", ["model", "mask", "kernel", "ρ", "image_id", "growths", "CCG"], inline=False)
+    ids = ctx.image_ids(idx)
     notes = []
     for model in models:
         info = ctx.models[model]
@@ -488,6 +491,9 @@ def run(ctx: Context) -> Section:
                     g = res.growths[key][used]
                     growths.add(model, key, KERNEL_LABELS[kernel], f"{rho * 100:g}%", int(used.sum()),
                                 *growth_counts(res.growths[key], used), float(np.median(g)) if g.size else np.nan)
+                    for j in np.flatnonzero(used):
+                        steps_t.add(model, key, KERNEL_LABELS[kernel], f"{rho * 100:g}%", ids[j],
+                                    int(res.growths[key][j]), float(res.ccg[key][j]))
                 pooled[f"{KERNEL_LABELS[kernel]} ρ={rho * 100:g}%"] = np.concatenate(
                     [res.growths[k][np.isfinite(res.ccg[k])] for k in masks])
                 for call in res.calls:
@@ -522,7 +528,7 @@ def run(ctx: Context) -> Section:
                              title=f"{model}: top-{RHOS[-1] * 100:g}% masks" + (" and their intersections" if part == "pairs" else ""))
             section.figures.append((rel, f"{model}: top-{RHOS[-1] * 100:g}% masks of one image, "
                                          + ("single methods (seed 003 Fig. 2)" if part == "single" else "pairwise intersections (seed 003 Fig. 3)")))
-    section.tables += [bases, excl, growths, util]
+    section.tables += [bases, excl, growths, util, steps_t]
     cases = finding3_cases(summaries)
     section.findings.append(finding3(cases))
     section.text = (
