@@ -9,9 +9,13 @@ Definitions (``y`` the label of the image, ``p(X) = p(X = y | w)`` the softmax p
 * Base image ``I_K``: the image under a kernel ``K`` that makes it uninformative: a 17×17 Gaussian
   blur ``G_k`` or the zero kernel ``Z_k`` (seed 003 §4.1, §5). The seed does not give σ; SPEC §3 fixes
   OpenCV's rule for a 17-tap kernel, ``σ = 0.3·((17 − 1)·0.5 − 1) + 0.8 = 2.9``, reflect-101 borders
-  (OpenCV's default ``BORDER_REFLECT_101``).
-* Hybrid ``I_{M,K} = M·I + (1 − M)·I_K`` (seed 003 §4.1). SPEC §3: the mask is grown once with a
-  3×3 dilation before blending (``dilate_first=True``), for SCG and as the start of CCG alike.
+  (OpenCV's default ``BORDER_REFLECT_101``). The seed's images are 224 px; at another size ``s``
+  (the shorter side) the kernel scales with the image (:func:`blur_params`, issue 12): radius
+  ``r = round(8·s/224)`` (at least 1), size ``2r + 1`` (odd), ``σ = 2.9·s/224`` — 17 and 2.9 at 224,
+  7 and 1.24 at 96, 5 and 0.83 at 64, 37 and 6.6 at 512.
+* Hybrid ``I_{M,K} = M·I + (1 − M)·I_K`` (seed 003 §4.1). Algorithm 1 starts from ``M`` itself
+  (``dilate_first=False``, the default since issue 12); ``dilate_first=True`` grows it once with a
+  3×3 dilation before blending (SPEC §3's earlier reading), for SCG and as the start of CCG alike.
 * ``SCG = (p(I_{M,K}) − p(I_K)) / (p(I) − p(I_K))`` (seed 003 eq. 2).
 * ``CCG = (p(I_{AM,K}) − p(I_K))·N / ((p(I) − p(I_K))·A_AM)`` (seed 003 eq. 3) with ``AM`` the mask grown
   by 3×3 dilations until the hybrid is classified as ``y`` (Algorithm 1), ``N`` the number of pixels
@@ -19,6 +23,10 @@ Definitions (``y`` the label of the image, ``p(X) = p(X = y | w)`` the softmax p
 * Left out (NaN, and counted by :func:`summarize`): ``p(I) − p(I_K) <= 0`` ("not_confident") and a
   negative gain ``p(I_{M,K}) − p(I_K) < 0`` ("negative_gain"), SPEC §3 / seed 003 §5. For CCG the gain
   is that of the accurate mask ``AM``, the hybrid that enters eq. 3.
+* Left out of CCG also: images whose base image ``I_K`` is itself classified as ``y``
+  ("base_is_y"): any mask, even an empty one, would stop Algorithm 1 at once, so eq. 3 measures the
+  mask's area, not its content. Known when ``p_base`` is given as ``(N, num_classes)`` probabilities,
+  or through ``base_is_y``.
 """
 
 from __future__ import annotations
@@ -36,11 +44,13 @@ __all__ = [
     "blur_base",
     "zero_base",
     "base_images",
+    "blur_params",
     "hybrid",
     "scg",
     "CCGResult",
     "ccg",
     "scg_for_masks",
+    "base_classified_as_y",
     "summarize",
     "KERNELS",
 ]
@@ -144,6 +154,27 @@ def zero_base(images: np.ndarray) -> np.ndarray:
     return np.zeros(x.shape, dtype=np.float32)
 
 
+#: The seed's input side and its Gaussian kernel: 17×17, σ = OpenCV's rule for 17 taps (2.9).
+REFERENCE_SIDE = 224
+REFERENCE_RADIUS = 8
+REFERENCE_SIGMA = 0.3 * ((17 - 1) * 0.5 - 1) + 0.8
+
+
+def blur_params(side: int) -> tuple[int, float]:
+    """Gaussian kernel ``(size, σ)`` for images whose shorter side is ``side`` pixels.
+
+    Seed 003 blurs 224 px images with a 17×17 kernel (σ = 2.9, SPEC §3). Scaled with the image so the
+    base image is equally uninformative at any size: ``r = max(1, round(8·side/224))``,
+    ``size = 2r + 1`` (always odd), ``σ = 2.9·side/224`` (OpenCV's rule for 17 taps, scaled).
+    ``side = 224`` gives exactly (17, 2.9); 96 gives (7, 1.243); 64 gives (5, 0.829).
+    """
+    if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 1:
+        raise ValueError(f"side must be an integer >= 1 (the shorter image side in pixels); got {side!r}")
+    scale = int(side) / REFERENCE_SIDE
+    r = max(1, int(math.floor(REFERENCE_RADIUS * scale + 0.5)))
+    return 2 * r + 1, REFERENCE_SIGMA * scale
+
+
 def base_images(images: np.ndarray, kernel: str) -> np.ndarray:
     """Base images for a kernel name.
 
@@ -151,14 +182,17 @@ def base_images(images: np.ndarray, kernel: str) -> np.ndarray:
     ----------
     images : array (N, H, W, C)
     kernel : {"gaussian", "zero"}
-        ``"gaussian"``: :func:`blur_base` with 17×17, σ = 2.9; ``"zero"``: :func:`zero_base`.
+        ``"gaussian"``: :func:`blur_base` with ``blur_params(min(H, W))`` (17×17, σ = 2.9 at 224 px);
+        ``"zero"``: :func:`zero_base`.
 
     Returns
     -------
     float32 array (N, H, W, C)
     """
     if kernel == "gaussian":
-        return blur_base(images)
+        x = _as_images(images)
+        size, sigma = blur_params(int(min(x.shape[1], x.shape[2])))
+        return blur_base(x, size, sigma)
     if kernel == "zero":
         return zero_base(images)
     raise ValueError(f"kernel must be one of {', '.join(repr(k) for k in KERNELS)}; got {kernel!r}")
@@ -296,11 +330,12 @@ def scg_for_masks(
     base: np.ndarray,
     p_full: np.ndarray,
     p_base: np.ndarray,
-    dilate_first: bool = True,
+    dilate_first: bool = False,
 ) -> np.ndarray:
     """SCG of a batch of masks: build the hybrids, classify them in one batch, apply eq. 2.
 
-    The mask is grown once with a 3×3 dilation before blending when ``dilate_first`` (SPEC §3). Images
+    The mask is used as it is (seed 003); ``dilate_first`` grows it once with a 3×3 dilation before
+    blending (SPEC §3's earlier reading). Images
     whose denominator ``p(I) − p(I_K) <= 0`` are not classified at all.
 
     Parameters
@@ -311,7 +346,7 @@ def scg_for_masks(
     classify : callable, float32 (B, H, W, C) -> probabilities (B, num_classes)
     base : array (N, H, W, C), base images ``I_K``
     p_full, p_base : arrays (N,) of ``p(y)``, or (N, num_classes) probabilities
-    dilate_first : bool, default True
+    dilate_first : bool, default False
 
     Returns
     -------
@@ -331,6 +366,28 @@ def scg_for_masks(
 # ---------------------------------------------------------------------------------------------
 # CCG
 # ---------------------------------------------------------------------------------------------
+def _base_is_y(p_base: np.ndarray, labels: np.ndarray, given: np.ndarray | None) -> np.ndarray:
+    """Bool (N,): the base image is classified as ``y`` (``given``, or argmax of (N, C) ``p_base``)."""
+    n = labels.shape[0]
+    if given is not None:
+        g = np.asarray(given)
+        if g.shape != (n,) or g.dtype != np.bool_:
+            raise ValueError(f"base_is_y must be a bool array of shape ({n},); got {g.dtype} {g.shape}")
+        return g
+    pb = np.asarray(p_base)
+    if pb.ndim == 2:
+        return np.argmax(pb, axis=1) == labels
+    return np.zeros(n, dtype=bool)
+
+
+def base_classified_as_y(p_base: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Bool (N,): ``argmax p(I_K) == y`` for ``(N, num_classes)`` base-image probabilities."""
+    pb = np.asarray(p_base)
+    lab = _check_labels(labels, pb.shape[0] if pb.ndim else 0)
+    if pb.ndim != 2:
+        raise ValueError(f"p_base must have shape (N, num_classes); got shape {pb.shape}")
+    return _base_is_y(pb, lab, None)
+
 @dataclass
 class CCGResult:
     """Result of :func:`ccg` for a batch of N images.
@@ -347,7 +404,8 @@ class CCGResult:
         ``A_AM``, pixels of the accurate mask; for left-out images the area of the last mask tried,
         -1 if never classified.
     excluded_reason : list of N (str or None)
-        None (used), ``"not_confident"`` (``p(I) − p(I_K) <= 0``), ``"negative_gain"``
+        None (used), ``"not_confident"`` (``p(I) − p(I_K) <= 0``), ``"base_is_y"`` (the base image
+        ``I_K`` is already classified as ``y``; checked after ``not_confident``), ``"negative_gain"``
         (``p(I_{AM,K}) − p(I_K) < 0``), ``"over_max_growth"`` (not classified as ``y`` within
         ``max_growth`` growths), ``"empty_mask"`` (a mask with no pixel never grows; eq. 3 would be 0/0).
     forward_passes : int
@@ -376,14 +434,16 @@ def ccg(
     p_full: np.ndarray,
     p_base: np.ndarray,
     max_growth: int = 50,
-    dilate_first: bool = True,
+    dilate_first: bool = False,
+    base_is_y: np.ndarray | None = None,
 ) -> CCGResult:
     """Concise Confidence Gain (seed 003 eq. 3, Algorithm 1), batched across images.
 
     Loop (Algorithm 1, one growth step for all images at once): every image not yet resolved is
     blended with its current mask and all of them go through ``classify`` in one batch. An image whose
     hybrid has ``argmax == y`` stops: ``AM`` is its current mask. Every other image grows its mask by one
-    3×3 dilation. The initial mask (after the ``dilate_first`` growth of SPEC §3) is tried at step 0, so
+    3×3 dilation. The initial mask ``M`` (Algorithm 1; grown once first only with ``dilate_first``) is
+    tried at step 0, so
     at most ``max_growth`` growths are tried; an image still wrong after the ``max_growth``-th growth is
     left out (seed 003 §5: "we ignore the images where the M had to be grown more than 50 times").
     A mask that already covers the whole image and is still wrong can never become right, so it is
@@ -401,13 +461,17 @@ def ccg(
     base : array (N, H, W, C), base images ``I_K``
     p_full, p_base : arrays (N,) of ``p(y)``, or (N, num_classes)
     max_growth : int >= 0, default 50
-    dilate_first : bool, default True
+    dilate_first : bool, default False
+    base_is_y : bool array (N,) or None
+        Images whose base image is classified as ``y`` (left out as ``"base_is_y"``). ``None``: taken
+        from ``argmax p_base == y`` when ``p_base`` is ``(N, num_classes)``, else no image.
 
     Returns
     -------
     CCGResult
     """
     x, n, h, w, lab, b, m, pf, pb = _common_inputs(images, masks, labels, base, p_full, p_base)
+    base_y = _base_is_y(p_base, lab, base_is_y)
     if isinstance(max_growth, bool) or not isinstance(max_growth, (int, np.integer)) or max_growth < 0:
         raise ValueError(f"max_growth must be an integer >= 0 (seed 003 uses 50); got {max_growth!r}")
     num_pixels = h * w
@@ -423,6 +487,9 @@ def ccg(
 
     for i in np.flatnonzero(den <= 0):
         reasons[i] = "not_confident"
+        pending[i] = False
+    for i in np.flatnonzero(pending & base_y):
+        reasons[i] = "base_is_y"
         pending[i] = False
     empty = ~cur.reshape(n, -1).any(axis=1)
     for i in np.flatnonzero(pending & empty):

@@ -116,6 +116,7 @@ def _load_experiments() -> None:
         "evaluation.experiments.similarity",
         "evaluation.experiments.localisation",
         "evaluation.experiments.summaries",
+        "evaluation.experiments.faithfulness",
     ):
         try:
             importlib.import_module(mod)

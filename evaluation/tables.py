@@ -61,6 +61,8 @@ class Table:
         rows: One sequence of values per row, aligned with ``columns``.
         note: Text shown under the table (e.g. how many images were left out and why).
         digits: Decimals shown for floats in HTML.
+        inline: Show the rows in the HTML report; ``False`` for per-image data behind a figure (the
+            report links its CSV and JSON and says how many rows they hold).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     note: str = ""
     digits: int = 3
+    inline: bool = True
 
     def add(self, *values: Any) -> None:
         if len(values) != len(self.columns):
@@ -117,6 +120,13 @@ class Table:
             for row in self.rows
         )
         note = f'<p class="note">{html.escape(self.note)}</p>' if self.note else ""
+        if not self.inline:
+            return (
+                f'<p class="note">{html.escape(self.title)}: {len(self.rows)} rows, columns '
+                f'{html.escape(", ".join(map(str, self.columns)))} — '
+                f'<a href="tables/{html.escape(self.name)}.csv">CSV</a> '
+                f'<a href="tables/{html.escape(self.name)}.json">JSON</a></p>'
+            )
         return (
             f'<figure class="table"><figcaption>{html.escape(self.title)} '
             f'<a href="tables/{html.escape(self.name)}.csv">CSV</a> '

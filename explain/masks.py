@@ -18,7 +18,7 @@ Sources
 * ``threshold`` / ``visual_explanation``: keep the pixels with ``mask_norm >= θ``, the rest black
   (seeds 000 §3.2, 001 §2.1; SPEC §2 "Importance masks").
 * ``top_rho``: ``M = 1`` on the ρ·N highest pixels (seed 003 §5, "simple thresholding to ensure that
-  ρ% of the top features"), ties broken deterministically.
+  ρ% of the top features"), ties broken in a seeded random order (not row-major: issue 12).
 * ``dilate``: the 3×3 dilation that grows masks (seed 003 §4.3, Algorithm 1 ``DilateGrow``).
 * ``dilate_heatmap``: seed 003 §5 dilates the *raw* ``grad`` heat map 0, 2 or 5 times with a 3×3
   kernel; on a grey-scale image that is the 3×3 max filter (OpenCV ``cv2.dilate`` semantics).
@@ -36,6 +36,8 @@ __all__ = [
     "threshold",
     "top_rho",
     "top_rho_count",
+    "tie_break_ranks",
+    "TIE_BREAKS",
     "dilate",
     "dilate_heatmap",
     "intersect",
@@ -142,12 +144,35 @@ def top_rho_count(rho: float, num_pixels: int) -> int:
     return min(int(num_pixels), int(math.ceil(round(float(rho) * num_pixels, 9))))
 
 
-def top_rho(maps: np.ndarray, rho: float) -> np.ndarray:
+TIE_BREAKS = ("random", "row_major")
+
+
+def tie_break_ranks(num_pixels: int, seed: int = 0) -> np.ndarray:
+    """The seeded random order among tied pixels used by :func:`top_rho`: a permutation of
+    ``range(num_pixels)`` drawn with ``np.random.default_rng(seed)``; ``ranks[i]`` is pixel ``i``'s place.
+
+    The same permutation serves every map of a batch (it depends only on ``(seed, H·W)``), so a map's
+    mask does not depend on the other maps it is batched with.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    ranks = np.empty(int(num_pixels), dtype=np.int64)
+    ranks[np.random.default_rng(int(seed)).permutation(int(num_pixels))] = np.arange(int(num_pixels))
+    return ranks
+
+
+def top_rho(maps: np.ndarray, rho: float, tie_break: str = "random", seed: int = 0) -> np.ndarray:
     """Binary mask of the ρ·N highest pixels of each map (seed 003 §5).
 
-    ``k = ceil(ρ·H·W)`` pixels are set per image. Ties are broken deterministically: the pixels
-    are ordered by value, descending, and among equal values by flat (row-major) index, ascending;
-    the first ``k`` are kept.
+    ``k = ceil(ρ·H·W)`` pixels are set per image: the pixels are ordered by value, descending, and the
+    first ``k`` kept. Ties (plateaus: dilated gradients, upsampled coarse maps, saturated maps) are
+    broken by ``tie_break``:
+
+    * ``"random"`` (default): a seeded random order among equal values (:func:`tie_break_ranks`,
+      ``np.random.default_rng(seed)``), so a plateau that straddles the k-th value is sampled
+      uniformly over its area instead of filling from the top rows. Deterministic for a seed.
+    * ``"row_major"``: among equal values by flat (row-major) index, ascending (the behaviour before
+      issue 12; it favours the image's top rows).
 
     Parameters
     ----------
@@ -155,6 +180,9 @@ def top_rho(maps: np.ndarray, rho: float) -> np.ndarray:
         Heat maps; must be finite.
     rho : float in (0, 1]
         Fraction of pixels to keep (seed 003 uses 0.05 and 0.25).
+    tie_break : {"random", "row_major"}, default "random"
+    seed : int >= 0, default 0
+        Seed of the random order among ties (``tie_break="random"`` only).
 
     Returns
     -------
@@ -164,9 +192,17 @@ def top_rho(maps: np.ndarray, rho: float) -> np.ndarray:
     arr = _as_maps(maps)
     n, h, w = arr.shape
     k = top_rho_count(rho, h * w)
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {', '.join(repr(t) for t in TIE_BREAKS)}; got {tie_break!r}")
     flat = arr.reshape(n, h * w)
-    # Stable sort of -value: descending by value, ascending flat index among ties.
-    order = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    if tie_break == "row_major":
+        # Stable sort of -value: descending by value, ascending flat index among ties.
+        order = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    else:
+        ranks = tie_break_ranks(h * w, seed)
+        perm = np.argsort(ranks)  # pixels in their random tie order
+        # stable sort of -value over the permuted pixels: ties keep the random order
+        order = perm[np.argsort(-flat[:, perm], axis=1, kind="stable")[:, :k]]
     out = np.zeros((n, h * w), dtype=bool)
     np.put_along_axis(out, order, True, axis=1)
     return out.reshape(n, h, w)

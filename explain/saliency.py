@@ -2,7 +2,8 @@
 
 For image ``x`` and class ``y``::
 
-    G = |∂p_y/∂x|                 (the softmax probability, seed 003 — not the logit)
+    G = |∂z_y/∂x|                 (the class logit z_y; target="logit", the default)
+    G = |∂p_y/∂x|                 (the softmax probability, seed 003; target="probability")
     S = max_colour G              (N, H, W)
     H = dilate³ˣ³(S, d)           (grey-scale 3×3 dilation = 3×3 max filter, repeated d times)
 
@@ -11,6 +12,14 @@ padding="SAME")`` repeated (:func:`explain.resize.dilate_tf`); the border takes 
 the neighbours inside the image (OpenCV ``cv2.dilate`` semantics); an isolated peak becomes a
 ``(2d+1)×(2d+1)`` plateau. ``heatmap = (H − min)/(max − min + 1e-7)`` per image; the map is already
 at input resolution, so ``heatmap_upsampled`` equals ``heatmap``.
+
+Why the logit (issue 12): ``∂p_y/∂x = p_y·(∂z_y/∂x − Σ_c p_c·∂z_c/∂x)`` vanishes when the softmax
+saturates, and a confident model's ``p_y`` is exactly 1.0 in float32 for some images (logit margins
+above ~17), so their saliency map is all zeros and its top-ρ mask is an arbitrary set of tied pixels.
+The logit's gradient does not saturate; it is Simonyan et al.'s (2014) "class score" derivative. The
+logit is chosen over ``log p_y`` because ``log p_y`` saturates the same way (its gradient is
+``(1 − p_y)·…`` in the two-class case). ``target="probability"`` keeps seed 003's (and this module's
+earlier) behaviour; the exported ``saliency`` signature uses the logit.
 
 SmoothGrad (Smilkov et al. 2017), an option of the eager entry point :func:`saliency`: ``G`` is
 replaced by ``mean_s |∂p_y/∂x (x + ε_s)|`` over ``smooth_samples`` noisy copies,
@@ -35,7 +44,7 @@ from explain.cam import check_class_index, compiled, get_view
 from explain.resize import dilate_tf, normalize_tf
 from explain.view import ExplainError, ModelView, check_images
 
-__all__ = ["saliency", "saliency_single_pass", "smoothgrad_single_pass"]
+__all__ = ["saliency", "saliency_single_pass", "smoothgrad_single_pass", "TARGETS"]
 
 
 def _outputs(view: ModelView, grad_abs: tf.Tensor, dilations, logits, idx) -> dict[str, tf.Tensor]:
@@ -53,7 +62,20 @@ def _outputs(view: ModelView, grad_abs: tf.Tensor, dilations, logits, idx) -> di
     }
 
 
-def _prob_gradient(view: ModelView, images: tf.Tensor, class_index) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+TARGETS = ("logit", "probability")
+
+
+def _check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise ExplainError(f"saliency target {target!r} is not one of {', '.join(repr(t) for t in TARGETS)}")
+    return target
+
+
+def _prob_gradient(
+    view: ModelView, images: tf.Tensor, class_index, target: str = "logit"
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(∂s_y/∂x, logits, class index)`` with ``s`` the logit or the softmax probability (``target``)."""
+    _check_target(target)
     with tf.GradientTape() as tape:
         tape.watch(images)
         result = view.run(images)
@@ -61,20 +83,29 @@ def _prob_gradient(view: ModelView, images: tf.Tensor, class_index) -> tuple[tf.
         if logits is None:
             raise ExplainError(f"saliency needs a classifier; model {view.model.name!r} has no classifier layer")
         idx = view.resolve_class_index(class_index, logits)
-        p_y = tf.gather(tf.nn.softmax(logits, axis=-1), idx, axis=1, batch_dims=1)
-    return tape.gradient(p_y, images), logits, idx
+        scores = logits if target == "logit" else tf.nn.softmax(logits, axis=-1)
+        s_y = tf.gather(scores, idx, axis=1, batch_dims=1)
+    return tape.gradient(s_y, images), logits, idx
 
 
 def saliency_single_pass(
-    view: ModelView, images: tf.Tensor, class_index: tf.Tensor | int | None = -1, dilations: tf.Tensor | int = 0
+    view: ModelView,
+    images: tf.Tensor,
+    class_index: tf.Tensor | int | None = -1,
+    dilations: tf.Tensor | int = 0,
+    target: str = "logit",
 ) -> dict[str, tf.Tensor]:
     """Graph-compatible gradient saliency (see the module docstring).
 
+    Args:
+        target: ``"logit"`` (default) differentiates ``z_y``; ``"probability"`` differentiates
+            ``p_y = softmax(z)_y`` (seed 003; zero where the softmax saturates in float32).
+
     Returns ``heatmap`` (N,H,W), ``heatmap_upsampled`` (N,H,W), ``raw`` (dilated, unnormalised),
-    ``gradient`` (undilated ``max_colour |∂p_y/∂x|``), ``logits``, ``probabilities``, ``class_index``.
+    ``gradient`` (undilated ``max_colour |∂s_y/∂x|``), ``logits``, ``probabilities``, ``class_index``.
     """
     images = tf.convert_to_tensor(images, tf.float32)
-    grads, logits, idx = _prob_gradient(view, images, class_index)
+    grads, logits, idx = _prob_gradient(view, images, class_index, target)
     return _outputs(view, tf.abs(grads), dilations, logits, idx)
 
 
@@ -86,6 +117,7 @@ def smoothgrad_single_pass(
     smooth_samples: tf.Tensor | int = 20,
     smooth_noise: tf.Tensor | float = 0.2,
     seed: tf.Tensor | int = 0,
+    target: str = "logit",
 ) -> dict[str, tf.Tensor]:
     """SmoothGrad variant of :func:`saliency_single_pass` (graph-compatible; a ``tf.while_loop``)."""
     images = tf.convert_to_tensor(images, tf.float32)
@@ -101,7 +133,7 @@ def smoothgrad_single_pass(
 
     def body(s, total):
         noise = tf.random.stateless_normal(tf.shape(images), seed=tf.stack([seed, s]), dtype=tf.float32)
-        g, _, _ = _prob_gradient(view, images + sigma * noise, idx)
+        g, _, _ = _prob_gradient(view, images + sigma * noise, idx, target)
         return s + 1, total + tf.abs(g)
 
     _, total = tf.while_loop(lambda s, t: s < samples, body, (tf.constant(0, tf.int32), tf.zeros_like(images)))
@@ -118,16 +150,21 @@ def saliency(
     smooth_samples: int = 0,
     smooth_noise: float = 0.2,
     seed: int = 0,
+    target: str = "logit",
 ) -> dict[str, np.ndarray]:
     """Eager gradient saliency; numpy out. ``smooth_samples > 0`` turns on SmoothGrad.
+
+    ``target``: ``"logit"`` (default) or ``"probability"`` (seed 003's ``|∂p_y/∂x|``), see the module
+    docstring.
 
     Raises:
         ExplainError: bad images, class index, dilation count, SmoothGrad parameters; a model without
             a classifier or without a 4-D layer; an unknown ``target_layer``.
     """
     view = get_view(model_or_view, target_layer)
+    _check_target(target)
     if not view.is_classifier:
-        raise ExplainError(f"saliency explains a class probability; model {view.model.name!r} has no classifier layer")
+        raise ExplainError(f"saliency explains a class score; model {view.model.name!r} has no classifier layer")
     for name, value in (("dilations", dilations), ("smooth_samples", smooth_samples), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ExplainError(f"{name} {value!r} must be an integer >= 0 (dilations: 0, 2 or 5 in seed 003)")
@@ -139,12 +176,13 @@ def saliency(
     index_spec = tf.TensorSpec([None], tf.int32)
     scalar = tf.TensorSpec([], tf.int32)
     if smooth_samples == 0:
-        fn = compiled(view, ("saliency",), lambda: tf.function(
-            lambda a, c, d: saliency_single_pass(view, a, c, d), input_signature=[image_spec, index_spec, scalar]))
+        key = ("saliency",) if target == "logit" else ("saliency", target)
+        fn = compiled(view, key, lambda: tf.function(
+            lambda a, c, d: saliency_single_pass(view, a, c, d, target), input_signature=[image_spec, index_spec, scalar]))
         out = fn(x, idx, tf.constant(int(dilations), tf.int32))
     else:
-        fn = compiled(view, ("smoothgrad",), lambda: tf.function(
-            lambda a, c, d, n, s, sd: smoothgrad_single_pass(view, a, c, d, n, s, sd),
+        fn = compiled(view, ("smoothgrad", target), lambda: tf.function(
+            lambda a, c, d, n, s, sd: smoothgrad_single_pass(view, a, c, d, n, s, sd, target),
             input_signature=[image_spec, index_spec, scalar, scalar, tf.TensorSpec([], tf.float32), scalar]))
         out = fn(x, idx, tf.constant(int(dilations), tf.int32), tf.constant(int(smooth_samples), tf.int32),
                  tf.constant(float(smooth_noise), tf.float32), tf.constant(int(seed), tf.int32))
@@ -162,6 +200,7 @@ registry.register(
             "dilations": lambda: tf.TensorSpec([], tf.int32),
         },
         params={"class_index": -1, "dilations": 0},
-        description="Gradient saliency |∂p_y/∂x| (seed 003), max over colour, 3×3 dilation d times",
+        description="Gradient saliency |∂z_y/∂x| of the class logit (seed 003 used p_y), max over colour, "
+                    "3×3 dilation d times",
     )
 )

@@ -129,10 +129,10 @@ def test_scg_for_masks_dilates_once_before_blending():
     labels = np.array([1])
     p_full, p_base = np.array([1.0]), np.array([0.0])
     # dilated once: a 2x2 corner block, 4 of 16 pixels -> p = sqrt(1/4) = 0.5
-    s = cf.scg_for_masks(images, mask, labels, _sqrt_mean_classify, base, p_full, p_base)
+    s = cf.scg_for_masks(images, mask, labels, _sqrt_mean_classify, base, p_full, p_base, dilate_first=True)
     assert s[0] == pytest.approx(0.5)
-    # not dilated: 1 of 16 -> p = 0.25
-    s = cf.scg_for_masks(images, mask, labels, _sqrt_mean_classify, base, p_full, p_base, dilate_first=False)
+    # not dilated (the default, seed 003 Alg. 1 starts from M): 1 of 16 -> p = 0.25
+    s = cf.scg_for_masks(images, mask, labels, _sqrt_mean_classify, base, p_full, p_base)
     assert s[0] == pytest.approx(0.25)
 
 
@@ -163,7 +163,7 @@ def test_ccg_hand_5x5_growth_and_batching():
         assert batch.dtype == np.float32
         return _sqrt_mean_classify(batch)
 
-    res = cf.ccg(images, masks, labels, classify, base, np.ones(3), np.zeros(3))
+    res = cf.ccg(images, masks, labels, classify, base, np.ones(3), np.zeros(3), dilate_first=True)
     # CCG = (0.6 - 0) * 25 / ((1 - 0) * 9) = 5/3 for the first two, 1 for the full mask
     # (the classifier averages in float32, hence the tolerance)
     np.testing.assert_allclose(res.ccg, [5 / 3, 5 / 3, 1.0], rtol=1e-6)
@@ -174,8 +174,8 @@ def test_ccg_hand_5x5_growth_and_batching():
     assert res.forward_passes == 2
     np.testing.assert_allclose(res.p_accurate, [0.6, 0.6, 1.0], rtol=1e-6)
 
-    # without the first dilation the centre pixel needs one growth (1 px -> p 0.2, then 9 px)
-    res = cf.ccg(images[:1], masks[:1], labels[:1], classify, base[:1], np.ones(1), np.zeros(1), dilate_first=False)
+    # without the first dilation (the default) the centre pixel needs one growth (1 px -> p 0.2, then 9 px)
+    res = cf.ccg(images[:1], masks[:1], labels[:1], classify, base[:1], np.ones(1), np.zeros(1))
     assert res.growths.tolist() == [1] and res.area.tolist() == [9]
     assert res.ccg[0] == pytest.approx(5 / 3)
 
@@ -215,7 +215,7 @@ def test_ccg_far_pixel_needs_more_than_50_growths_and_batches_shrink():
     masks[3, 0, 0] = True  # distance 58 -> g = 57 > 50: left out
     labels = np.ones(n_img, dtype=int)
     p_full, p_base = np.full(n_img, 0.9), np.full(n_img, 0.1)
-    res = cf.ccg(images, masks, labels, _far_pixel_classify(), base, p_full, p_base)
+    res = cf.ccg(images, masks, labels, _far_pixel_classify(), base, p_full, p_base, dilate_first=True)
     assert res.excluded_reason == [None, None, None, "over_max_growth"]
     np.testing.assert_array_equal(res.growths, [0, 9, 50, 50])
     # areas: 3x3; rows 38..58 x cols 0..13 = 21*14; rows 0..58 x cols 0..54 = 59*55
@@ -227,7 +227,8 @@ def test_ccg_far_pixel_needs_more_than_50_growths_and_batches_shrink():
     assert cf.summarize(res.ccg)["n_excluded"] == 1
 
     # with a larger budget the far mask is accepted after 57 growths: rows 0..58 x cols 0..58
-    res = cf.ccg(images[3:], masks[3:], labels[3:], _far_pixel_classify(), base[3:], p_full[3:], p_base[3:], max_growth=60)
+    res = cf.ccg(images[3:], masks[3:], labels[3:], _far_pixel_classify(), base[3:], p_full[3:], p_base[3:], max_growth=60,
+                 dilate_first=True)
     assert res.excluded_reason == [None]
     assert res.growths.tolist() == [57] and res.area.tolist() == [59 * 59]
     assert res.ccg[0] == pytest.approx(4096 / 3481)
@@ -256,22 +257,79 @@ def test_ccg_exclusions_not_confident_negative_gain_and_hopeless():
     pf = p_full[np.arange(4), labels].copy()
     pb = p_base[np.arange(4), labels].copy()
     pf[1] = pb[1]
-    res = cf.ccg(images, masks, labels, classify, base, pf, pb)
+    res = cf.ccg(images, masks, labels, classify, base, pf, pb, dilate_first=True)
     assert res.excluded_reason == ["negative_gain", "not_confident", "empty_mask", "not_confident"]
     assert np.isnan(res.ccg).all()
     assert res.batch_sizes == [1]
     assert res.growths.tolist() == [0, -1, -1, -1]
     assert res.p_accurate[0] == pytest.approx(0.6)
-    # (N, C) probabilities are accepted and gathered by label
+    # (N, C) probabilities are accepted and gathered by label; they also show that image 0's base
+    # image is classified as y (p(1) = 0.8), which leaves it out before any hybrid is classified
     res2 = cf.ccg(images[:1], masks[:1], labels[:1], classify, base[:1], p_full[:1], p_base[:1])
-    assert res2.excluded_reason == ["negative_gain"]
+    assert res2.excluded_reason == ["base_is_y"] and res2.forward_passes == 0
 
     # a classifier that never says y: the full mask is reached and the image is left out early
     def never(batch):
         return np.tile([0.7, 0.3], (batch.shape[0], 1))
 
-    res = cf.ccg(images[:1], masks[:1] | True, labels[:1], never, base[:1], np.array([0.9]), np.array([0.1]))
+    res = cf.ccg(images[:1], masks[:1] | True, labels[:1], never, base[:1], np.array([0.9]), np.array([0.1]),
+                 dilate_first=True)
     assert res.excluded_reason == ["over_max_growth"] and res.forward_passes == 1
+
+
+def test_blur_kernel_scales_with_the_input_size():
+    assert cf.blur_params(224) == (17, pytest.approx(2.9))
+    size, sigma = cf.blur_params(96)  # r = round(8·96/224) = round(3.43) = 3
+    assert size == 7 and sigma == pytest.approx(2.9 * 96 / 224)
+    assert cf.blur_params(64)[0] == 5 and cf.blur_params(512)[0] == 37 and cf.blur_params(8)[0] == 3
+    assert all(cf.blur_params(s)[0] % 2 == 1 for s in range(1, 600))
+    with pytest.raises(ValueError, match="side must be an integer >= 1"):
+        cf.blur_params(0)
+    # base_images uses the scaled kernel: at 224 exactly the 17×17 σ = 2.9 blur, at 96 the 7×7 one
+    rng = np.random.default_rng(5)
+    img = rng.random((1, 224, 224, 1)).astype(np.float32)
+    np.testing.assert_array_equal(cf.base_images(img, "gaussian"), cf.blur_base(img, 17))
+    small = img[:, :96, :96]
+    np.testing.assert_array_equal(cf.base_images(small, "gaussian"), cf.blur_base(small, 7, 2.9 * 96 / 224))
+    # a 7-tap kernel: an impulse spreads over exactly 7 rows and columns
+    imp = np.zeros((1, 96, 96, 1), np.float32)
+    imp[0, 48, 48] = 1.0
+    out = cf.base_images(imp, "gaussian")[0, :, :, 0]
+    assert np.count_nonzero(out.any(axis=1)) == 7 and out.sum() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_ccg_leaves_out_and_counts_images_whose_base_is_classified_as_y():
+    images = np.ones((3, 5, 5, 1), dtype=np.float32)
+    base = cf.zero_base(images)
+    masks = np.zeros((3, 5, 5), dtype=bool)
+    masks[:, 2, 2] = True
+    labels = np.array([1, 0, 1])
+    calls: list[int] = []
+
+    def classify(batch):
+        # base (zeros) -> class 0 with p 0.6; the image and any hybrid -> class 1 with p 0.9
+        calls.append(batch.shape[0])
+        zero = batch.reshape(batch.shape[0], -1).max(axis=1) == 0
+        p1 = np.where(zero, 0.4, 0.9)
+        return np.stack([1.0 - p1, p1], axis=1)
+
+    p_full, p_base = classify(images), classify(base)
+    calls.clear()
+    assert cf.base_classified_as_y(p_base, labels).tolist() == [False, True, False]
+    res = cf.ccg(images, masks, labels, classify, base, p_full, p_base)
+    # image 1: y = 0; p(I) = 0.1 < p(I_K) = 0.6: not_confident wins (checked first)
+    assert res.excluded_reason == [None, "not_confident", None]
+    # with y = 0 confident (p(I) > p(I_K)) the base's own class is y: left out, never classified
+    pf = np.array([0.9, 0.9, 0.9])
+    pb = np.array([0.4, 0.6, 0.4])
+    res = cf.ccg(images, masks, labels, classify, base, pf, pb, base_is_y=np.array([False, True, False]))
+    assert res.excluded_reason == [None, "base_is_y", None]
+    assert np.isnan(res.ccg[1]) and res.growths[1] == -1
+    # the two others: M is the single centre pixel (no first dilation): 0.5·25/(0.5·1) = 25
+    np.testing.assert_allclose(res.ccg[[0, 2]], 25.0)
+    assert res.batch_sizes == [2] and cf.summarize(res.ccg)["n_excluded"] == 1
+    with pytest.raises(ValueError, match=r"base_is_y must be a bool array of shape \(3,\)"):
+        cf.ccg(images, masks, labels, classify, base, pf, pb, base_is_y=np.array([1, 0, 0]))
 
 
 def test_ccg_validates_parameters():

@@ -133,18 +133,35 @@ def test_ccg_toy_hand_value():
     base = cf.zero_base(x)
     m = np.zeros((1, 4, 4), bool)
     m[0, 0, 0] = True
-    res = cg.evaluate_masks(x, {"m": m}, np.array([1]), _toy_classifier, base, _toy_classifier(x), _toy_classifier(base))
+    args = (x, {"m": m}, np.array([1]), _toy_classifier, base, _toy_classifier(x), _toy_classifier(base))
+    res = cg.evaluate_masks(*args, dilate_first=True)
     # dilate once: 2x2 block in the left half -> p1 = 4/8 = 0.5: argmax ties go to class 0, not y; SCG = 0.5
     assert res.scg["m"][0] == pytest.approx(0.5)
     # grow once more: 3x3 block, left-half part 3x2 = 6 -> p1 = 0.75, classified as 1; area 9 of 16
     assert res.growths["m"][0] == 1
     assert res.ccg["m"][0] == pytest.approx(0.75 * 16 / 9)
+    # the default starts from M itself (seed 003 Alg. 1): 1 px -> p1 = 1/8, SCG = 0.125; 2x2 -> 0.5 (tie, not y);
+    # 3x3 -> 0.75: the same accurate mask after two growths
+    res = cg.evaluate_masks(*args)
+    assert res.scg["m"][0] == pytest.approx(0.125)
+    assert res.growths["m"][0] == 2 and res.ccg["m"][0] == pytest.approx(0.75 * 16 / 9)
+
+
+def test_growth_distribution_bins():
+    assert cg.growth_bin_labels() == ["0", "1", "2–4", "5–9", "10–19", "20–50"]
+    g = np.array([0, 0, 1, 4, 5, 19, 20, 50, 7, -1])
+    used = np.array([True] * 9 + [False])
+    assert cg.growth_counts(g, used) == [2, 1, 1, 2, 1, 2]
+    assert sum(cg.growth_counts(g, used)) == 9
 
 
 def test_exclusion_and_utilisation_rows():
     row = cg.exclusion_rows("occ 10", "gaussian", 0.05, np.array([0.5, np.nan, 0.2]), np.array([1.5, np.nan, np.nan]),
                             np.array([3, -1, 50]), [None, "not_confident", "over_max_growth"])
-    assert row == ["occ 10", "G_k", "5%", 2, 1, 1, 1, 0, 1, 0, 3.0]
+    assert row == ["occ 10", "G_k", "5%", 2, 1, 1, 1, 0, 0, 1, 0, 3.0]
+    row = cg.exclusion_rows("g", "zero", 0.25, np.array([0.5, 0.4]), np.array([np.nan, 2.0]), np.array([-1, 1]),
+                            ["base_is_y", None])
+    assert row == ["g", "Z_k", "25%", 2, 0, 1, 0, 1, 0, 0, 0, 1.0]
     r = cf.CCGResult(ccg=np.array([1.0, np.nan, np.nan]), growths=np.array([2, -1, 4]), area=np.array([9, -1, 16]),
                      excluded_reason=[None, "not_confident", "over_max_growth"], forward_passes=5,
                      batch_sizes=[2, 2, 2, 1, 1])

@@ -81,9 +81,15 @@ def test_top_rho_hand_case_with_ties():
             [False, False, False, False],
         ],
     )
-    # rho = 0.3 -> ceil(4.8) = 5: the first of the three 2s in flat order (flat 6) joins.
+    # rho = 0.3 -> ceil(4.8) = 5: row-major ties: the first of the three 2s in flat order (flat 6) joins.
     expected = np.zeros(16, dtype=bool)
     expected[[10, 0, 2, 5, 6]] = True
+    np.testing.assert_array_equal(mk.top_rho(maps, 0.3, tie_break="row_major")[0].ravel(), expected)
+    # random ties (default): the one 2 whose rank in the seeded permutation is lowest joins
+    ranks = mk.tie_break_ranks(16, seed=0)
+    twos = np.array([6, 7, 12])
+    expected[6] = False
+    expected[twos[np.argmin(ranks[twos])]] = True
     np.testing.assert_array_equal(mk.top_rho(maps, 0.3)[0].ravel(), expected)
     # rho = 0.05 -> ceil(0.8) = 1: the single maximum.
     expected = np.zeros(16, dtype=bool)
@@ -93,7 +99,7 @@ def test_top_rho_hand_case_with_ties():
 
 def test_top_rho_exact_count_all_ties_and_float_noise():
     flat = np.zeros((2, 4, 4))
-    out = mk.top_rho(flat, 0.25)
+    out = mk.top_rho(flat, 0.25, tie_break="row_major")
     # all values equal: the first four pixels in row-major order, in every image
     assert out.sum(axis=(1, 2)).tolist() == [4, 4]
     np.testing.assert_array_equal(out[0, 0], [True] * 4)
@@ -110,6 +116,25 @@ def test_top_rho_exact_count_all_ties_and_float_noise():
         # every kept pixel is >= every dropped pixel
         for i in range(5):
             assert m[i][got[i]].min() >= m[i][~got[i]].max(initial=-np.inf)
+
+
+def test_top_rho_plateau_is_not_concentrated_in_the_top_rows():
+    # a 32x32 map with one 16x16 plateau in the middle: the top 5% (52 px) all lie on the plateau
+    maps = np.zeros((2, 32, 32))
+    maps[:, 8:24, 8:24] = 1.0
+    old = mk.top_rho(maps, 0.05, tie_break="row_major")
+    assert np.flatnonzero(old[0].any(axis=1)).tolist() == [8, 9, 10, 11]  # row-major fills the top rows
+    new = mk.top_rho(maps, 0.05)
+    assert new.sum(axis=(1, 2)).tolist() == [52, 52] and (new <= (maps > 0)).all()
+    rows = np.nonzero(new[0])[0]
+    # uniform over the plateau: about half the pixels in its lower half (rows 16..23), mean row near 15.5
+    assert 16 <= int((rows >= 16).sum()) <= 36
+    assert abs(rows.mean() - 15.5) < 2.0
+    np.testing.assert_array_equal(new[0], new[1])  # the same map gives the same mask in any batch position
+    np.testing.assert_array_equal(new, mk.top_rho(maps, 0.05, seed=0))  # deterministic for a seed
+    assert not np.array_equal(new[0], mk.top_rho(maps[:1], 0.05, seed=1)[0])
+    with pytest.raises(ValueError, match="tie_break must be one of 'random', 'row_major'; got 'left'"):
+        mk.top_rho(maps, 0.05, tie_break="left")
 
 
 @pytest.mark.parametrize("rho", [0.0, -0.1, 1.5, float("nan")])

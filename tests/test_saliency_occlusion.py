@@ -97,7 +97,11 @@ def test_saliency_of_a_one_pixel_model_is_a_plateau_with_the_analytic_gradient()
         expected[7 - d:7 + d + 1, 8 - d:8 + d + 1] = 1.0
         np.testing.assert_allclose(out["heatmap"][0], expected, atol=1e-5)
         np.testing.assert_allclose(out["heatmap_upsampled"][0], expected, atol=1e-5)
+    # default target, the logit: z0 = Σ_c x_c at the pixel ⇒ ∂z0/∂x_c = 1.
+    np.testing.assert_allclose(out["gradient"][0, 7, 8], 1.0, rtol=1e-6)
+    assert np.count_nonzero(out["gradient"]) == 1
     # |∂p_0/∂x_c| at the pixel: z0 − z1 = 2·Σ_c x_c, p0 = σ(z0 − z1) ⇒ ∂p0/∂x_c = 2·p0·(1 − p0).
+    out = saliency(model, x, class_index=0, dilations=5, target="probability")
     s = 2.0 * float(x[0, 7, 8].sum())
     p0 = 1.0 / (1.0 + np.exp(-s))
     np.testing.assert_allclose(out["gradient"][0, 7, 8], 2 * p0 * (1 - p0), rtol=1e-5)
@@ -108,6 +112,21 @@ def test_saliency_of_a_one_pixel_model_is_a_plateau_with_the_analytic_gradient()
     assert fn.experimental_get_tracing_count() == 1
 
 
+def test_saliency_of_a_saturated_softmax_is_not_zero():
+    # z0 − z1 = 2·Σ x at the pixel = 180: p0 is exactly 1.0 in float32, so ∂p0/∂x = 2·p0·(1 − p0) = 0
+    model = peak_model()
+    x = np.full((1, 16, 16, 3), 0.2, np.float32)
+    x[0, 7, 8] = 30.0
+    assert float(model(x).numpy()[0, 0]) == 1.0
+    old = saliency(model, x, class_index=0, target="probability")
+    assert not np.any(old["gradient"]) and not np.any(old["heatmap"])
+    new = saliency(model, x, class_index=0)
+    np.testing.assert_allclose(new["gradient"][0, 7, 8], 1.0, rtol=1e-6)  # |∂z0/∂x_c| = 1
+    assert np.count_nonzero(new["gradient"]) == 1 and new["heatmap"][0, 7, 8] > 0.99
+    with pytest.raises(ExplainError, match="saliency target 'log' is not one of 'logit', 'probability'"):
+        saliency(model, x, target="log")
+
+
 def test_saliency_equals_tape_gradient_of_probability(simpler):
     model, view, images = simpler
     x = tf.constant(images)
@@ -115,6 +134,16 @@ def test_saliency_equals_tape_gradient_of_probability(simpler):
         tape.watch(x)
         p = model(x)[:, 2]
     expected = np.abs(tape.gradient(p, x).numpy()).max(axis=-1)
+    old = saliency(model, images, class_index=2, dilations=0, target="probability")
+    np.testing.assert_allclose(old["gradient"], expected, rtol=1e-4, atol=1e-6 * expected.max())
+    # the default differentiates the logit: the pre-softmax output of the classifier layer
+    dense = model.get_layer("predictions")
+    logit_model = keras.Model(model.inputs, dense.output if dense.activation is None else
+                              keras.ops.matmul(dense.input, dense.kernel) + dense.bias)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = logit_model(x)[:, 2]
+    expected = np.abs(tape.gradient(z, x).numpy()).max(axis=-1)
     out = saliency(model, images, class_index=2, dilations=0)
     np.testing.assert_allclose(out["gradient"], expected, rtol=1e-4, atol=1e-6 * expected.max())
     np.testing.assert_allclose(out["raw"], expected, rtol=1e-4, atol=1e-6 * expected.max())

@@ -14,11 +14,14 @@ test images of each class:
 * binary masks ``M`` = the top ρ of each heat map (``explain.masks.top_rho``), ρ ∈ {5%, 25%}, and
   the intersections of pairs of them (:data:`PAIRS`: seed 003's occ10 ∩ grad5, C-MWP ∩ grad5,
   C-MWP ∩ occ10, plus the Grad-CAM pairs);
-* base images ``I_K`` with the 17×17 Gaussian kernel ``G_k`` (σ = 2.9) and the zero kernel ``Z_k``
-  (``evaluation.confidence.base_images``); hybrids ``I_{M,K} = M·I + (1 − M)·I_K`` with ``M`` grown
-  once by a 3×3 dilation first (SPEC §3);
+* base images ``I_K`` with the Gaussian kernel ``G_k`` scaled with the input side ``s``
+  (``evaluation.confidence.blur_params``: radius ``round(8·s/224)``, size ``2r + 1``, σ = 2.9·s/224;
+  17×17 and σ = 2.9 at 224 px as in seed 003, 7×7 and σ = 1.24 at the tiny preset's 96 px) and the
+  zero kernel ``Z_k`` (``evaluation.confidence.base_images``); hybrids ``I_{M,K} = M·I + (1 − M)·I_K``
+  with ``M`` itself, as Algorithm 1 starts (:data:`DILATE_FIRST` = False; True grows it once first);
 * SCG (eq. 2) and CCG (eq. 3; ``M`` grown by 3×3 dilations until the hybrid is classified as ``y``,
-  at most 50 growths, ``evaluation.confidence.ccg``).
+  at most 50 growths, ``evaluation.confidence.ccg``), with the distribution of the growth steps
+  (table ``confidence_growths`` and a histogram per model).
 
 ``y`` is the class the model predicts for the original image: the class every heat map explains
 (``class_index = -1``); the text reports how many sampled images the model gets wrong.
@@ -32,8 +35,11 @@ either the original pixel (exact) or the base pixel, and ``p(I_K)`` is computed 
 quantised base image. Hybrid predictions are cached by pixel content (tag ``"hybrid"``), so a resumed
 run repeats no forward pass.
 
-Images left out (``p(I) − p(I_K) ≤ 0``, negative gain, more than 50 growths, an empty intersection)
-are counted per method, kernel and ρ in a table. An empty intersection (the two methods share no
+Images left out (``p(I) − p(I_K) ≤ 0``, a base image already classified as ``y``, negative gain,
+more than 50 growths, an empty intersection) are counted per method, kernel and ρ in a table; the
+images whose base image is classified as ``y`` are also counted per model and kernel (table
+``confidence_base_images``): for them any mask stops Algorithm 1 at once, so CCG would measure only
+the mask's area. An empty intersection (the two methods share no
 top-ρ pixel) is left out of both SCG and CCG: its hybrid is the base image (SCG would be 0) and eq. 3
 would be 0/0; how often that happens is itself a result (column ``empty_mask``).
 
@@ -51,7 +57,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from evaluation import plots
-from evaluation.confidence import CCGResult, base_images, ccg, scg_for_masks, summarize
+from evaluation.confidence import (CCGResult, base_classified_as_y, base_images, blur_params, ccg, scg_for_masks,
+                                   summarize)
 from evaluation.measures import resize_maps
 from evaluation.pipeline import Context, experiment
 from evaluation.report import Finding, Section
@@ -73,6 +80,8 @@ __all__ = [
     "table1",
     "exclusion_rows",
     "utilisation_row",
+    "growth_counts",
+    "growth_bin_labels",
     "finding3_cases",
     "finding3",
     "run",
@@ -87,6 +96,10 @@ KERNELS: tuple[str, ...] = ("gaussian", "zero")
 KERNEL_LABELS = {"gaussian": "G_k", "zero": "Z_k"}
 #: CCG growth cap (seed 003 §5).
 MAX_GROWTH = 50
+#: Grow ``M`` once before the first hybrid (SPEC §3's earlier reading); seed 003 Alg. 1 does not.
+DILATE_FIRST = False
+#: Bins of the growth-step distribution: [0, 1), [1, 2), [2, 5), [5, 10), [10, 20), [20, 51).
+GROWTH_BINS: tuple[int, ...] = (0, 1, 2, 5, 10, 20, MAX_GROWTH + 1)
 #: Perturbation-mask iterations at 224 px and above (the authors' default) and below.
 PERTURBATION_ITERATIONS = 300
 SMALL_IMAGE_ITERATIONS = 100
@@ -195,6 +208,7 @@ def evaluate_masks(
     p_base: np.ndarray,
     max_growth: int = MAX_GROWTH,
     max_rows: int = MAX_ROWS,
+    dilate_first: bool = DILATE_FIRST,
 ) -> MaskScores:
     """SCG and CCG of every mask of ``masks`` on the same N images, batched across masks.
 
@@ -207,7 +221,9 @@ def evaluate_masks(
         labels: ``(N,)`` class ``y``.
         classify: batched ``float32 images -> probabilities``.
         base: ``(N, H, W, 3)`` base images.
-        p_full, p_base: ``(N, C)`` probabilities of the images and of the base images.
+        p_full, p_base: ``(N, C)`` probabilities of the images and of the base images (CCG leaves
+            out the images whose base image is classified as ``y``).
+        dilate_first: Grow each mask once before the first hybrid (default: no, as Algorithm 1).
     """
     keys = list(masks)
     n = images.shape[0]
@@ -227,9 +243,9 @@ def evaluate_masks(
         nonempty = M.reshape(M.shape[0], -1).any(axis=1)
         if nonempty.any():
             s[nonempty] = scg_for_masks(X[nonempty], M[nonempty], Y[nonempty], classify, B[nonempty], PF[nonempty],
-                                        PB[nonempty])
+                                        PB[nonempty], dilate_first=dilate_first)
         t1 = time.perf_counter()
-        r = ccg(X, M, Y, classify, B, PF, PB, max_growth=max_growth)
+        r = ccg(X, M, Y, classify, B, PF, PB, max_growth=max_growth, dilate_first=dilate_first)
         t2 = time.perf_counter()
         out.calls.append(utilisation_row(r, k * n, t1 - t0, t2 - t1))
         for j, key in enumerate(chunk):
@@ -295,7 +311,18 @@ def table1(
     return t
 
 
-_REASONS = ("not_confident", "negative_gain", "over_max_growth", "empty_mask")
+_REASONS = ("not_confident", "base_is_y", "negative_gain", "over_max_growth", "empty_mask")
+
+
+def growth_bin_labels(bins: Sequence[int] = GROWTH_BINS) -> list[str]:
+    """Labels of the growth bins: ``"0"``, ``"1"``, ``"2–4"``, ... (closed ranges)."""
+    return [str(a) if b - a == 1 else f"{a}–{b - 1}" for a, b in zip(bins[:-1], bins[1:])]
+
+
+def growth_counts(growths: np.ndarray, used: np.ndarray, bins: Sequence[int] = GROWTH_BINS) -> list[int]:
+    """Histogram of the growth steps of the images used by CCG (``used``), over ``bins`` edges."""
+    g = np.asarray(growths)[np.asarray(used, bool)]
+    return [int(c) for c in np.histogram(g, bins=np.asarray(bins))[0]]
 
 
 def exclusion_rows(key: str, kernel: str, rho: float, scg_values: np.ndarray, ccg_values: np.ndarray,
@@ -368,6 +395,22 @@ def _at_size(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resize_maps(maps, tuple(int(s) for s in shape))
 
 
+def _kernel_text(shape: Sequence[int]) -> str:
+    size, sigma = blur_params(int(min(shape)))
+    return f"{size}×{size}, σ = {sigma:.2f} at {int(min(shape))} px"
+
+
+def _add_base_row(table: Table, model: str, kernel: str, shape: Sequence[int], p_full: np.ndarray,
+                  p_base: np.ndarray, y: np.ndarray) -> None:
+    """One row of ``confidence_base_images``: how many base images the model already classifies as y."""
+    size, sigma = blur_params(int(min(shape))) if kernel == "gaussian" else (0, float("nan"))
+    is_y = base_classified_as_y(p_base, y)
+    rows = np.arange(y.size)
+    confident = p_full[rows, y] - p_base[rows, y] > 0
+    table.add(model, KERNEL_LABELS.get(kernel, kernel), f"{size}×{size}" if size else "–", sigma, int(y.size),
+              int(is_y.sum()), int((is_y & confident).sum()))
+
+
 def _models(ctx: Context) -> list[str]:
     return [m for m in MODELS if m in ctx.classifiers]
 
@@ -391,7 +434,8 @@ def run(ctx: Context) -> Section:
     excl = Table("confidence_exclusions", "Images used and left out per method, kernel and ρ (SCG, CCG)",
                  ["model", "mask", "kernel", "ρ", "SCG used", "SCG left out", "CCG used", *[f"CCG {r}" for r in _REASONS],
                   "mean growths (CCG used)"], digits=2,
-                 note="CCG left out by reason — not_confident: p(I) − p(I_K) ≤ 0; negative_gain: p(I_{AM,K}) − p(I_K) < 0 "
+                 note="CCG left out by reason — not_confident: p(I) − p(I_K) ≤ 0; base_is_y: the base image I_K is "
+                      "already classified as y (any mask would stop at once); negative_gain: p(I_{AM,K}) − p(I_K) < 0 "
                       "for the accurate mask; over_max_growth: not classified as y within 50 growths; empty_mask: an "
                       "empty intersection. SCG leaves out not_confident, empty masks and a negative gain of the "
                       "once-dilated initial mask, so its count can differ from CCG's.")
@@ -399,6 +443,15 @@ def run(ctx: Context) -> Section:
                  "(all masks of one model, kernel and ρ batched together)",
                  ["model", "kernel", "ρ", "masks", "classify calls", "hybrids classified", "mean batch", "max batch",
                   "last batch", "hybrids per mask (mean)", "hybrids per mask (max)", "SCG s", "CCG s"], digits=2)
+    bases = Table("confidence_base_images", "Base images already classified as y (left out of CCG as base_is_y)",
+                  ["model", "kernel", "kernel size", "σ", "images", "base classified as y", "of which confident"],
+                  digits=2, note="confident: p(I) − p(I_K) > 0, i.e. not already left out as not_confident")
+    growths = Table("confidence_growths", "Distribution of the CCG growth steps (images used by CCG)",
+                    ["model", "mask", "kernel", "ρ", "CCG used", *[f"{b} growths" for b in growth_bin_labels()],
+                     "median"], digits=1)
+    steps_t = Table("confidence_growth_steps", "CCG growth steps per image, mask, kernel and ρ (the data of the growth "
+                    "histograms)", ["model", "mask", "kernel", "ρ", "image_id", "growths", "CCG"], inline=False)
+    ids = ctx.image_ids(idx)
     notes = []
     for model in models:
         info = ctx.models[model]
@@ -416,9 +469,11 @@ def run(ctx: Context) -> Section:
         notes.append(f"{model}: {int(np.sum(y != true))} of {y.size} images misclassified"
                      + (f"; methods not served: {', '.join(missing)}" if missing else ""))
         summ: dict[tuple[str, str, float], dict[str, float]] = {}
+        pooled: dict[str, np.ndarray] = {}
         for kernel in KERNELS:
             base = base_images(x, kernel)
             p_base = ctx.predict(model, base, tag=f"base-{kernel}")
+            _add_base_row(bases, model, kernel, x.shape[1:3], p_full, p_base, y)
             for rho in RHOS:
                 masks = method_masks(heat, rho)
                 with ctx.bar(None, f"hybrids {model} {KERNEL_LABELS[kernel]} ρ={rho:g}") as bar:
@@ -432,6 +487,15 @@ def run(ctx: Context) -> Section:
                                                 "ccg": summarize(res.ccg[key])["mean_x100"]}
                     excl.add(model, *exclusion_rows(key, kernel, rho, res.scg[key], res.ccg[key], res.growths[key],
                                                     res.reasons[key]))
+                    used = np.isfinite(res.ccg[key])
+                    g = res.growths[key][used]
+                    growths.add(model, key, KERNEL_LABELS[kernel], f"{rho * 100:g}%", int(used.sum()),
+                                *growth_counts(res.growths[key], used), float(np.median(g)) if g.size else np.nan)
+                    for j in np.flatnonzero(used):
+                        steps_t.add(model, key, KERNEL_LABELS[kernel], f"{rho * 100:g}%", ids[j],
+                                    int(res.growths[key][j]), float(res.ccg[key][j]))
+                pooled[f"{KERNEL_LABELS[kernel]} ρ={rho * 100:g}%"] = np.concatenate(
+                    [res.growths[k][np.isfinite(res.ccg[k])] for k in masks])
                 for call in res.calls:
                     util.add(model, KERNEL_LABELS[kernel], f"{rho * 100:g}%", *call.values())
         summaries[model] = summ
@@ -448,6 +512,11 @@ def run(ctx: Context) -> Section:
                             for k in KERNELS for r in RHOS},
                            f"{model}: mean CCG ×100 per importance mask", "CCG ×100")
         section.figures.append((rel, f"{model}: mean CCG (×100) of each importance mask and intersection"))
+        path, rel = ctx.figure(f"confidence_growths_{model}")
+        plots.histograms(path, pooled, f"{model}: CCG growth steps (all masks)", "3×3 growths until classified as y",
+                         bins=np.arange(0, MAX_GROWTH + 2) - 0.5)
+        section.figures.append((rel, f"{model}: distribution of the growth steps of the images used by CCG, all masks "
+                                     "pooled, per kernel and ρ"))
         # example masks of the first image at ρ = 25% (seed 003 Figs. 2, 3)
         m25 = method_masks(heat, RHOS[-1])
         for part, keys in (("single", list(heat)), ("pairs", [k for k in m25 if k not in heat])):
@@ -459,14 +528,18 @@ def run(ctx: Context) -> Section:
                              title=f"{model}: top-{RHOS[-1] * 100:g}% masks" + (" and their intersections" if part == "pairs" else ""))
             section.figures.append((rel, f"{model}: top-{RHOS[-1] * 100:g}% masks of one image, "
                                          + ("single methods (seed 003 Fig. 2)" if part == "single" else "pairwise intersections (seed 003 Fig. 3)")))
-    section.tables += [excl, util]
+    section.tables += [bases, excl, growths, util, steps_t]
     cases = finding3_cases(summaries)
     section.findings.append(finding3(cases))
     section.text = (
         f"SCG (seed 003 eq. 2) and CCG (eq. 3) of the top-ρ masks of each importance function and of the "
         f"intersections of pairs, for the models {', '.join(models)} (confidence_gains.MODELS) on "
-        f"{idx.size} test images. Base images: 17×17 Gaussian blur G_k (σ = 2.9) and zeros Z_k; masks are grown once by "
-        "a 3×3 dilation before blending; CCG grows them until the hybrid is classified as y, at most 50 times. "
+        f"{idx.size} test images. Base images: a Gaussian blur G_k scaled with the input side s (radius round(8·s/224), "
+        f"size 2r + 1, σ = 2.9·s/224: 17×17, σ = 2.9 at 224 px; {_kernel_text(x.shape[1:3])} here) and zeros Z_k; "
+        + ("masks are grown once by a 3×3 dilation before blending; " if DILATE_FIRST else
+           "the hybrids start from the mask M itself (seed 003 Alg. 1); ")
+        + "CCG grows them until the hybrid is classified as y, at most 50 times, and leaves out the images whose base "
+        "image is already classified as y (table confidence_base_images). "
         "y is the class the model predicts for the original image (the class the heat maps explain). Hybrids are "
         "blended in float32 and quantised to uint8 (rint(255·x)) before classification, like every image sent to "
         "the service. All masks of one model, kernel and ρ are classified together at each growth step.\n\n"

@@ -68,6 +68,9 @@ def run(ctx: Context) -> Section:
     )
     counts = Table("descriptor_dimensions", "Descriptor length before and after PCA (seed 000 Table 1)",
                    ["model", "descriptor", "original (h·w)", "PCA(50)", "PCA(90%)", "variance kept by PCA(50)"])
+    coords = Table("tsne_coordinates", "t-SNE coordinates of D_short per image (the data of the scatter plots and "
+                   "the mosaic)", ["model", "image_id", "class", "top object", "annotation", "x", "y"], digits=3,
+                   inline=False)
     labels_class = [ctx.data.class_names[c] for c in ctx.data.labels[idx]]
     annotations = _annotation_labels(ctx, idx)
     mosaic_done = False
@@ -90,6 +93,9 @@ def run(ctx: Context) -> Section:
             colourings["top object"] = top_object_names(ctx.data.label_maps[idx], masks, ctx.data.object_names)
         if annotations is not None:
             colourings["annotation"] = annotations
+        for j, image_id in enumerate(ctx.image_ids(idx)):
+            coords.add(model, image_id, labels_class[j], colourings.get("top object", [""] * len(idx))[j],
+                       annotations[j] if annotations is not None else "", float(layout[j, 0]), float(layout[j, 1]))
         for cname, labels in colourings.items():
             path, rel = ctx.figure(f"tsne_{model}_{cname.replace(' ', '_')}")
             plots.scatter(path, layout, labels, f"{model}: t-SNE of D_short, coloured by {cname}")
@@ -101,5 +107,5 @@ def run(ctx: Context) -> Section:
             plots.mosaic(path, layout[:n], thumbs[:n], f"{model}: visual explanations (θ = 0.5) at their t-SNE positions")
             section.figures.append((rel, f"{model}: mosaic of {n} thresholded visual explanations (seed 000 Fig. 5)"))
             mosaic_done = True
-    section.tables.append(counts)
+    section.tables += [counts, coords]
     return section

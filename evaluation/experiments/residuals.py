@@ -84,6 +84,12 @@ def run(ctx: Context) -> Section:
         "normalised to [0, 1] and upsampled to the input size; the table lists the mean over images."
     )
     section.tables.append(residual_table(per_pair))
+    per_image = Table("residuals_per_image", "AR per image and model pair (the data of the histograms)",
+                      ["models (m1-m2)", "image_id", "AR"], inline=False)
+    for (a, b, _), values in per_pair.items():
+        for image_id, v in zip(ctx.image_ids(idx), values):
+            per_image.add(f"{_pretty(a)}-{_pretty(b)}", image_id, float(v))
+    section.tables.append(per_image)
     path, rel = ctx.figure("residual_histograms")
     plots.histograms(path, {f"{_pretty(a)}-{_pretty(b)}": v for (a, b, _), v in per_pair.items()},
                      "AR per image (seed 000 Fig. 3)", "average residual", bins=20, range_=(0.0, 1.0))
