@@ -50,7 +50,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 class BodyTooLarge(Exception):
-    """The request body exceeds the server limit."""
+    """The request body exceeds the server limit (``complete``: the whole body was read anyway)."""
+
+    def __init__(self, message: str, complete: bool) -> None:
+        super().__init__(message)
+        self.complete = complete
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -94,14 +98,37 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"the request body of {int(declared):,} bytes exceeds the server limit of {limit:,} bytes "
-                           "(--max-message-bytes)")
+                           "(--max-message-bytes)", complete=False)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise InvalidArgument("the client closed the connection before the body was complete", "body")
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"the request body exceeds the server limit of {limit:,} bytes (--max-message-bytes)")
+            raise BodyTooLarge(f"the request body exceeds the server limit of {limit:,} bytes (--max-message-bytes)",
+                               complete=not more)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not more:
+            return b"".join(chunks)
+
+
+async def _discard(request: Request, limit: int) -> None:
+    """Read and drop a body we answer without (401, 413), so the client is not reset mid-send;
+    at most ``limit`` bytes, then the connection may close."""
+    size = 0
+    try:
+        while size <= limit:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+    except Exception:  # noqa: BLE001 - the client went away; nothing to answer
+        return
 
 
 Handler = Callable[[Api, Request, bytes], Any]
@@ -115,6 +142,7 @@ def _endpoint(api: Api, handler: Handler, public: bool = False) -> Callable[[Req
         if not public:
             problem = api.gate.check_authorization(request.headers.get("authorization"))
             if problem is not None:
+                await _discard(request, api.max_body_bytes)
                 return _error(401, problem.replace("metadata 'authorization", "header 'Authorization"))
         if not api.gate.enter():
             return _error(503, "the server is shutting down; retry on another replica")
@@ -123,6 +151,8 @@ def _endpoint(api: Api, handler: Handler, public: bool = False) -> Callable[[Req
             result = await run_in_threadpool(handler, api, request, body)
             return result if isinstance(result, Response) else json_response(200, result)
         except BodyTooLarge as exc:
+            if not exc.complete:
+                await _discard(request, 2 * api.max_body_bytes)
             return _error(413, str(exc))
         except HttpAbort as exc:  # the servicer logged and measured it already
             return _error(http_status(exc.code), exc.message)

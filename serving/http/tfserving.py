@@ -80,7 +80,7 @@ def _from_b64(value: dict, spec: Any, where: str, limits: Limits, image_shape: t
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         try:  # TF Serving also accepts the URL-safe alphabet
-            data = base64.urlsafe_b64decode(text)
+            data = base64.b64decode(text, altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise InvalidArgument(f"'b64' is not valid base64 ({len(text)} characters)", where) from None
     if spec.dtype.name == "string":
