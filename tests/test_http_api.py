@@ -289,8 +289,9 @@ def test_viewer_shows_a_gradcam_overlay_in_a_browser(server, browser, tmp_path):
     token.send_keys(TOKEN)
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", token)
     wait.until(lambda d: any(o.get_attribute("value") == MODEL for o in d.find_elements(By.CSS_SELECTOR, "#model option")))
-    Select(browser.find_element(By.ID, "model")).select_by_value(MODEL)
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scene option")) > 1)
+    browser.execute_script("const s = document.getElementById('model'); s.value = arguments[0]; "
+                           "s.dispatchEvent(new Event('change'))", MODEL)
+    wait.until(lambda d: d.find_element(By.ID, "scene").get_attribute("data-model") == MODEL)  # scenes of this model
     wait.until(lambda d: d.find_element(By.ID, "method-gradcam").is_selected())
     scene = Select(browser.find_element(By.ID, "scene"))
     scene.select_by_index(1)

@@ -133,13 +133,18 @@ async function loadScenes() {
   const select = $("scene");
   select.length = 1;
   if (!state.model) return;
+  const model = state.model.name;
+  delete select.dataset.model;
   try {
     const { scenes } = await api("/v1/scenes?size=" + state.model.input_size[0]);
+    if (!state.model || state.model.name !== model) return; // another model was chosen meanwhile
+    select.length = 1;
     for (const s of scenes) {
       const option = new Option(`${s.id} (${s.label})`, s.id);
       option.dataset.png = s.png_b64;
       select.add(option);
     }
+    select.dataset.model = model;
   } catch (err) {
     setStatus("cannot load the scenes: " + err.message, true);
   }
