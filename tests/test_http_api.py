@@ -280,7 +280,6 @@ def browser():
 def test_viewer_shows_a_gradcam_overlay_in_a_browser(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.select import Select
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, 120)
@@ -293,10 +292,10 @@ def test_viewer_shows_a_gradcam_overlay_in_a_browser(server, browser, tmp_path):
                            "s.dispatchEvent(new Event('change'))", MODEL)
     wait.until(lambda d: d.find_element(By.ID, "scene").get_attribute("data-model") == MODEL)  # scenes of this model
     wait.until(lambda d: d.find_element(By.ID, "method-gradcam").is_selected())
-    scene = Select(browser.find_element(By.ID, "scene"))
-    scene.select_by_index(1)
-    scene_id = scene.first_selected_option.get_attribute("value")
-    png_b64 = scene.first_selected_option.get_attribute("data-png")
+    scene_id, png_b64 = browser.execute_script(
+        "const s = document.getElementById('scene'); s.selectedIndex = 1; s.dispatchEvent(new Event('change')); "
+        "return [s.value, s.selectedOptions[0].dataset.png]")
+    assert scene_id and browser.find_element(By.ID, "preview").get_attribute("src").endswith(png_b64)
     browser.find_element(By.ID, "explain").click()
     result = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#result-gradcam[data-state='done']")))
     overlay = browser.find_element(By.ID, "overlay-gradcam")
