@@ -1,11 +1,12 @@
-# Serving image for cnn-explain: TF Serving Predict/Model API + explain.v1 over gRPC on :8500.
+# Serving image for cnn-explain: TF Serving Predict/Model API + explain.v1 over gRPC on :8500;
+# TF Serving's REST API, KServe v1 :explain, the JSON API and the viewer page over HTTP on :8501.
 #
 # Build (podman or docker with BuildKit); the CA secret is optional and only used by pip:
 #   cat /usr/local/share/ca-certificates/*.crt > /tmp/extra-ca.pem
 #   podman build --format docker --secret id=ca,src=/tmp/extra-ca.pem \
 #       --build-arg BASE_IMAGE=localhost/debian:bookworm-slim -t cnn-explain-serving .
 # Run (models exported by `python -m models train` / models.export are mounted read-only):
-#   podman run --rm -p 127.0.0.1:8500:8500 -v "$PWD/runs/models:/models:ro" cnn-explain-serving
+#   podman run --rm -p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501 -v "$PWD/runs/models:/models:ro" cnn-explain-serving
 # `--format docker` keeps the HEALTHCHECK (the OCI image format has no health checks).
 
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -29,15 +30,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_DEFAULT_TIMEOUT=120
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-# Only the dependencies listed in pyproject.toml: this big layer (TensorFlow) stays cached while
-# the project's own code changes.
+# Only the core dependencies and the [serving] extra of pyproject.toml (not [evaluation] nor
+# [test]): this big layer (TensorFlow) stays cached while the project's own code changes.
 COPY pyproject.toml ./
 # The extra CA bundle (e.g. a TLS-intercepting egress proxy) comes in as a build secret and
 # exists only while the RUN step runs: it is never written into a layer.
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     cat /etc/ssl/certs/ca-certificates.crt > /tmp/ca-bundle.pem \
     && if [ -s /run/secrets/ca ]; then cat /run/secrets/ca >> /tmp/ca-bundle.pem; fi \
-    && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+    && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["serving"]))' > /tmp/requirements.txt \
     && PIP_CERT=/tmp/ca-bundle.pem /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm -f /tmp/ca-bundle.pem /tmp/requirements.txt
 
@@ -56,7 +57,7 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
 # ---------------------------------------------------------------- runtime
 FROM python AS runtime
 LABEL org.opencontainers.image.title="cnn-explain-serving" \
-      org.opencontainers.image.description="Grad-CAM / similarity-map explanations over gRPC (TF Serving API + explain.v1)" \
+      org.opencontainers.image.description="Grad-CAM / similarity-map explanations over gRPC and HTTP (TF Serving API, KServe v1, explain.v1)" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 serving \
     && useradd --system --uid 10001 --gid serving --create-home --home-dir /home/serving \
@@ -77,10 +78,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     SERVING_HEALTH_ADDRESS=127.0.0.1:8500
 USER 10001:10001
 WORKDIR /home/serving
-EXPOSE 8500
+EXPOSE 8500 8501
 # gRPC health service (grpc.health.v1), overall server status ("").
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["/opt/venv/bin/python", "-m", "serving.healthcheck"]
 # Exec form: tini is PID 1, the server gets SIGTERM and drains in-flight calls before exiting.
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/venv/bin/python", "-m", "serving"]
-CMD ["--model-root", "/models", "--port", "8500"]
+CMD ["--model-root", "/models", "--port", "8500", "--rest-port", "8501"]

@@ -11,7 +11,8 @@
 # container starts as a non-root user with a read-only root file system and no capabilities, the
 # port published on 127.0.0.1 only; the image's HEALTHCHECK and grpc.health.v1 report SERVING; a
 # stock TF Serving client gets Predict (serving_default) and Grad-CAM (Predict signature 'gradcam')
-# from the host; SIGTERM (podman stop) drains and exits with status 0 well before the kill timeout.
+# from the host; over HTTP (port 8501) TF Serving REST :predict, KServe :explain and the viewer
+# page answer; SIGTERM (podman stop) drains and exits with status 0 well before the kill timeout.
 #
 # Environment: IMAGE (tag, default localhost/cnn-explain-serving:dev), BASE_IMAGE (default
 # localhost/debian:bookworm-slim when that image exists, else the Dockerfile's debian:bookworm-slim),
@@ -129,6 +130,7 @@ log "model root $MODEL_ROOT; smoke model $MODEL (${SIZE}x${SIZE})"
 # ------------------------------------------------------------------------------------ run
 run_args=(--detach --name "$NAME"
           --publish "127.0.0.1:${HOST_PORT:-}:8500"
+          --publish "127.0.0.1:${HOST_REST_PORT:-}:8501"
           --volume "$MODEL_ROOT:/models:ro"
           --read-only --cap-drop ALL --security-opt no-new-privileges)
 # Without systemd podman cannot schedule the periodic health check (the check itself is run below).
@@ -141,7 +143,12 @@ case "$ADDRESS" in
     127.0.0.1:*) ;;
     *) fail "port 8500 is published on '$ADDRESS', not on 127.0.0.1 only" ;;
 esac
-log "published on $ADDRESS"
+REST_ADDRESS="$(podman port "$NAME" 8501/tcp | head -1)"
+case "$REST_ADDRESS" in
+    127.0.0.1:*) ;;
+    *) fail "port 8501 is published on '$REST_ADDRESS', not on 127.0.0.1 only" ;;
+esac
+log "published on $ADDRESS (gRPC) and $REST_ADDRESS (HTTP)"
 
 UID_IN="$(podman exec "$NAME" id -u)"
 [ "$UID_IN" != 0 ] || fail "the server runs as root"
@@ -152,6 +159,36 @@ if ! "$PYTHON" deploy/smoke_client.py --address "$ADDRESS" --model "$MODEL" --si
     fail "smoke client"
 fi
 log "serving $(( $(date +%s) - start )) s after start"
+# HTTP: TF Serving REST :predict (serving_default and gradcam), KServe :explain and the viewer page,
+# with the standard library only (no project code).
+if ! "$PYTHON" - "$REST_ADDRESS" "$MODEL" "$SIZE" <<'PY'
+import json, sys, urllib.request
+address, model, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+base = f"http://{address}"
+image = [[[(x * 7 + y * 3 + c * 50) % 256 for c in range(3)] for x in range(size)] for y in range(size)]
+def post(path, body):
+    req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+status = json.loads(urllib.request.urlopen(f"{base}/v1/models/{model}", timeout=30).read())
+assert status["model_version_status"][0]["state"] == "AVAILABLE" and status["ready"], status
+probs = post(f"/v1/models/{model}:predict", {"instances": [image]})["predictions"][0]["probabilities"]
+assert abs(sum(probs) - 1) < 1e-4, probs
+cam = post(f"/v1/models/{model}:predict", {"signature_name": "gradcam", "instances": [{"images": image, "class_index": -1}]})
+heat = cam["predictions"][0]["heatmap_upsampled"]
+assert len(heat) == size and 0 <= min(map(min, heat)) and max(map(max, heat)) <= 1.0001, "gradcam heat map"
+ks = post(f"/v1/models/{model}:explain", {"instances": [image], "method": "gradcam"})
+assert ks["explanations"][0]["heatmap"] == heat, "KServe :explain differs from :predict gradcam"
+page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
+assert "cnn-explain viewer" in page and "viewer.js" in page
+assert "loadModels" in urllib.request.urlopen(base + "/static/viewer.js", timeout=30).read().decode()
+print(f"REST predict + gradcam + KServe explain + viewer OK (p = {max(probs):.3f})")
+PY
+then
+    podman logs "$NAME" 2>&1 | tail -40 >&2
+    fail "HTTP smoke (REST :predict, KServe :explain, viewer)"
+fi
+log "HTTP: REST, KServe and the viewer answer"
 podman healthcheck run "$NAME" > /dev/null || fail "the image's HEALTHCHECK (python -m serving.healthcheck) is not healthy"
 log "HEALTHCHECK: healthy"
 

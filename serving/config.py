@@ -67,6 +67,8 @@ class ServerOptions:
     tls_cert: str = _opt("", "PEM certificate chain of the server (enables TLS with --tls-key)")
     tls_key: str = _opt("", "PEM private key of the server")
     tls_client_ca: str = _opt("", "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)")
+    rest_port: int = _opt(0, "HTTP port of the REST/KServe/JSON APIs and the viewer page at / (0 = off; -1 = pick a free port)")
+    rest_host: str = _opt("", "address of the HTTP port (default: --host)")
     metrics_port: int = _opt(0, "port of the Prometheus /metrics endpoint (0 = off)")
     metrics_host: str = _opt("", "address of the metrics endpoint (default: --host)")
     log_level: str = _opt("INFO", "logging level: DEBUG, INFO, WARNING, ERROR")
@@ -80,6 +82,8 @@ class ServerOptions:
             raise ValueError("model_root is required (--model-root DIR)")
         if not (0 <= self.port <= 65535):
             raise ValueError(f"port {self.port} is out of range 0..65535")
+        if not (-1 <= self.rest_port <= 65535):
+            raise ValueError(f"rest_port {self.rest_port} is out of range; accepted: 0 (off), -1 (a free port), 1..65535")
         VersionPolicy.parse(self.version_policy)
         parse_version_labels(self.version_labels)
         for key in ("max_batch_size", "num_batch_threads", "max_enqueued_batches", "num_threads", "max_message_bytes"):

@@ -27,6 +27,7 @@ __all__ = [
     "to_ndarray",
     "to_tensor",
     "images_from_batch",
+    "decode_image",
     "float_images_to_uint8",
     "encode_png",
     "param_to_python",
@@ -145,13 +146,12 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.rint(out.numpy()), 0, 255).astype(np.uint8)
 
 
-def _read_image(data: bytes, index: int, field: str, max_side: int, decode: bool = True) -> Any:
+def decode_image(data: bytes, where: str, max_side: int = 0, decode: bool = True) -> Any:
     """One PNG/JPEG file: its pixels, uint8 ``(H, W, 3)``, or with ``decode=False`` only its
     ``(height, width)`` from the header. The format and the side limit are checked before any
-    pixel is decoded; every failure is an :class:`InvalidArgument` naming the file."""
+    pixel is decoded; every failure is an :class:`InvalidArgument` naming ``where``."""
     from PIL import Image, UnidentifiedImageError
 
-    where = f"{field}.encoded.data[{index}]"
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("PNG", "JPEG"):
@@ -165,6 +165,11 @@ def _read_image(data: bytes, index: int, field: str, max_side: int, decode: bool
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidArgument(f"cannot decode the image ({len(data)} bytes): not a valid PNG or JPEG file", where) from exc
+
+
+def _read_image(data: bytes, index: int, field: str, max_side: int, decode: bool = True) -> Any:
+    """:func:`decode_image` of ``field.encoded.data[index]``."""
+    return decode_image(data, f"{field}.encoded.data[{index}]", max_side, decode)
 
 
 def images_from_batch(

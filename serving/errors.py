@@ -54,6 +54,8 @@ __all__ = [
     "current_record",
     "status_for",
     "rpc_method",
+    "HTTP_STATUS",
+    "http_status",
 ]
 
 log = logging.getLogger("serving.requests")
@@ -189,6 +191,34 @@ def status_for(exc: BaseException, context: grpc.ServicerContext | None = None) 
     reference = uuid.uuid4().hex[:12]
     _internal_log.error("internal error (reference %s)", reference, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (reference {reference}); see the server log"
+
+
+# The HTTP side (serving/http) answers with the status of the same gRPC code, as TF Serving's REST
+# server does (tensorflow_serving/model_servers/http_server.cc, ToHTTPStatusCode).
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status of a gRPC status code (TF Serving's REST mapping; 500 for anything unknown)."""
+    return HTTP_STATUS.get(code, 500)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

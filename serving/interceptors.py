@@ -110,6 +110,31 @@ class ServerGate(grpc.ServerInterceptor):
             return "invalid bearer token"
         return None
 
+    def check_authorization(self, value: str | None) -> str | None:
+        """What is wrong with an HTTP ``Authorization`` header value (``None``: accepted).
+
+        The same bearer-token check as for gRPC metadata (the HTTP side of the server uses it).
+        """
+        return self._check_token([] if value is None else [("authorization", value)])
+
+    def enter(self) -> bool:
+        """Count one (HTTP) request in flight; False, and nothing counted, while draining."""
+        with self._cv:
+            if self._draining.is_set():
+                return False
+            self._inflight += 1
+        if self._on_change:
+            self._on_change(1)
+        return True
+
+    def leave(self) -> None:
+        """The request counted by :meth:`enter` finished."""
+        with self._cv:
+            self._inflight -= 1
+            self._cv.notify_all()
+        if self._on_change:
+            self._on_change(-1)
+
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         if handler is None or details.method.startswith(HEALTH_PREFIX):

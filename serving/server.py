@@ -13,6 +13,10 @@ Embedding (the evaluation and the tests)::
         client = ExplanationClient(server.address)
         ...
 
+With ``rest_port`` (``--rest-port 8501``; -1 = a free port) an HTTP port in the same process
+serves TF Serving's REST API, KServe's v1 explain verb, the typed API over JSON and the viewer
+page (:mod:`serving.http`), through the same servicers, gate, limits and metrics.
+
 Shutdown (:meth:`RunningServer.stop`, also on SIGTERM in :func:`serve`): health turns
 NOT_SERVING, new RPCs get UNAVAILABLE, in-flight RPCs get ``grace`` seconds to finish, then the
 port closes and the models are unloaded.
@@ -87,6 +91,8 @@ class RunningServer:
         address: ``"host:port"`` for clients.
         runtime: Registry, batcher, limits and metrics (for tests and the benchmark).
         metrics_port: Port of ``/metrics`` or ``None``.
+        rest_port: The bound HTTP port, or ``None`` when HTTP is off.
+        rest_url: ``"http://host:port"`` (``https`` with TLS) for clients, or ``None``.
     """
 
     def __init__(self, options: ServerOptions) -> None:
@@ -155,11 +161,42 @@ class RunningServer:
         if o.metrics_port:
             self._metrics_http = MetricsHTTPServer(self.metrics, o.metrics_host or o.host, o.metrics_port)
             self.metrics_port = self._metrics_http.port
+        self._http: Any = None
+        self.rest_port: int | None = None
+        self.rest_url: str | None = None
+        if o.rest_port:
+            self._start_http(connect_host)
         if not _is_loopback(o.host) and not o.resolved_auth_token() and not o.tls_cert:
             log.warning("listening on %s without authentication or TLS", bind)
         logging.getLogger("serving.requests").disabled = not o.log_requests
         log.info("serving %s on %s (models: %s)", ", ".join(SERVICE_NAMES), self.address,
                  {n: sorted(registry.served_versions(n)) for n in registry.model_names()})
+
+    def _start_http(self, connect_host: str) -> None:
+        from serving.http import HttpServer, create_app
+
+        o = self.options
+        host = o.rest_host or o.host
+        ssl: dict[str, Any] = {}
+        if o.tls_cert:
+            ssl = {"ssl_certfile": o.tls_cert, "ssl_keyfile": o.tls_key}
+            if o.tls_client_ca:
+                import ssl as _ssl
+
+                ssl.update(ssl_ca_certs=o.tls_client_ca, ssl_cert_reqs=_ssl.CERT_REQUIRED)
+        app = create_app(self.runtime, self.gate, o.max_message_bytes)
+        try:
+            self._http = HttpServer(app, host, max(0, o.rest_port), ssl, o.maximum_concurrent_rpcs or None,
+                                    o.grace_period_seconds)
+        except OSError:
+            self.server.stop(0)
+            self.registry.stop()
+            raise
+        self.rest_port = self._http.port
+        if o.rest_host:
+            connect_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(o.rest_host, o.rest_host)
+        self.rest_url = f"{'https' if o.tls_cert else 'http'}://{_bind_address(connect_host, self.rest_port)}"
+        log.info("serving HTTP (TF Serving REST, KServe v1, JSON API, viewer) on %s", self.rest_url)
 
     @property
     def registry(self) -> ModelRegistry:
@@ -181,6 +218,8 @@ class RunningServer:
             if not self.gate.wait_idle(grace):
                 log.warning("grace period over with %d request(s) still in flight; cancelling them", self.gate.inflight)
             remaining = max(0.0, grace - (time.monotonic() - start))
+            if self._http is not None:
+                self._http.stop(timeout=max(remaining, 1.0))
             self.server.stop(min(remaining, 1.0)).wait()
             self.registry.stop()
             self.registry.unload_all()
@@ -201,7 +240,7 @@ class RunningServer:
         self.stop(grace=self.options.grace_period_seconds if exc[0] is None else 0.0)
 
     def __repr__(self) -> str:
-        return f"RunningServer(address={self.address!r}, models={self.registry.model_names()})"
+        return f"RunningServer(address={self.address!r}, rest_url={self.rest_url!r}, models={self.registry.model_names()})"
 
 
 def start_server(model_root: str | Path, port: int = 0, host: str = "127.0.0.1", **options: Any) -> RunningServer:
@@ -228,7 +267,7 @@ def serve(options: ServerOptions) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = RunningServer(options)
-    print(f"serving on {server.address}", flush=True)
+    print(f"serving on {server.address}" + (f" and {server.rest_url}" if server.rest_url else ""), flush=True)
     while not stop.wait(0.5):
         pass
     server.stop()
