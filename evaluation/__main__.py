@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=defaults.timeout, help="deadline per request in seconds")
     p.add_argument("--token", default=os.environ.get("EXPLAIN_TOKEN"), help="bearer token for a server with auth (env EXPLAIN_TOKEN)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", "-v", action="store_true", help="TensorFlow's native start-up lines too")
     p.add_argument("--segmenter", metavar="NAME",
                    help="served segmenter (kind 'segmenter', signature 'segment') whose label maps the objects "
                         "experiment puts beside the ground truth (alone when the images have none)")
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly(verbose=any(a in ("--verbose", "-v") for a in (sys.argv[1:] if argv is None else argv)))
     from evaluation.data import load_evaluation_data
     from evaluation.pipeline import EvalConfig, experiment_keys, run_evaluation
 

@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="also keep each model's best-on-validation weights as DIR/<name>.weights.h5")
     tr.add_argument("--no-export", action="store_true", help="train only; write nothing to MODEL_ROOT")
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
+    tr.add_argument("--verbose", "-v", action="store_true",
+                    help="TensorFlow's start-up lines and Keras's per-epoch lines instead of one bar per model")
     fo = tr.add_argument_group(
         "your own images", "train the classifiers on DIR/<class>/<image> (PNG, JPEG, BMP) instead of the synthetic "
         "data: split 6:2:2 with --seed, the recipe (widths, lr, batch size, epochs) of --preset")
@@ -195,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from models.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly(args.verbose)
     if args.data_dir is not None:
         return _train_folder(args)
     from models.presets import format_table, train_preset
@@ -207,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         only=args.only,
         epochs=args.epochs,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else (2 if args.verbose else 1),
         checkpoint_dir=args.checkpoint_dir,
         log=print,
     )

@@ -314,6 +314,37 @@ class BestWeights(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+class _EpochBar(keras.callbacks.Callback):
+    """One progress bar per model, over epochs, with the latest loss and accuracies."""
+
+    def __init__(self, name: str, epochs: int) -> None:
+        super().__init__()
+        self.name, self.epochs, self.bar = name, epochs, None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc=f"train {self.name}", unit="epoch", leave=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        keys = ("loss", "accuracy", "val_accuracy", "val_knn_accuracy")
+        self.bar.set_postfix({k: f"{float(v):.3f}" for k, v in (logs or {}).items() if k in keys})
+        self.bar.update(1)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _epoch_bar(name: str, epochs: int, verbose: int) -> list[keras.callbacks.Callback]:
+    """``verbose=1``: one bar per model instead of Keras's line per batch; 2: Keras's per-epoch lines."""
+    return [_EpochBar(name, epochs)] if verbose == 1 else []
+
+
+def _keras_verbose(verbose: int) -> int:
+    return 0 if verbose == 1 else verbose
+
+
 def _check_common(train: Any, val: Any, epochs: int, batch_size: int, verbose: int) -> None:
     for nm, ds in (("train", train), ("val", val)):
         if ds is None or not hasattr(ds, "images") or not hasattr(ds, "labels"):
@@ -424,7 +455,7 @@ def train_classifier(
         seed: Seeds weights, shuffling and dropout (``keras.utils.set_random_seed``).
         width: Width multiplier when ``model`` is an architecture name.
         checkpoint_path: ``*.weights.h5`` path for the best weights (written atomically).
-        verbose: 0 silent, 1 progress bars, 2 one line per epoch.
+        verbose: 0 silent, 1 one progress bar per model (over epochs), 2 Keras's line per epoch.
         name: Name given to a model built here (default the architecture name).
 
     Returns:
@@ -471,8 +502,8 @@ def train_classifier(
         _train_dataset(train, batch_size, seed),
         validation_data=_eval_dataset(val, max(batch_size, 64)),
         epochs=epochs,
-        callbacks=_callbacks(schedule, best),
-        verbose=verbose,
+        callbacks=[*_callbacks(schedule, best), *_epoch_bar(arch_name, epochs, verbose)],
+        verbose=_keras_verbose(verbose),
         shuffle=False,  # the dataset reshuffles itself every epoch (seeded)
     )
     seconds = time.perf_counter() - t0
@@ -633,8 +664,9 @@ def train_embedding(
     h = net.fit(
         _train_dataset(train, batch_size, seed),
         epochs=epochs,
-        callbacks=[_LossSwitch(triplet, warmup_epochs, loss), *_callbacks(schedule, best)],
-        verbose=verbose,
+        callbacks=[_LossSwitch(triplet, warmup_epochs, loss), *_callbacks(schedule, best),
+                   *_epoch_bar("embedding", epochs, verbose)],
+        verbose=_keras_verbose(verbose),
         shuffle=False,  # the dataset reshuffles itself every epoch (seeded)
     )
     seconds = time.perf_counter() - t0
