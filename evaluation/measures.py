@@ -3,7 +3,7 @@
 Numpy only: no TensorFlow, no gRPC. Every input is a numpy array that came back from the service;
 every function is batched over images (leading axis ``N``) and validates its parameters up front.
 
-Sources (``/work/shared/seeds``, SPEC §3):
+Sources (the seed papers of ``docs/papers.md``, SPEC §3):
 
 * Average residual AR: seed 000 eq. 5, seed 001 eq. 2.
 * Descriptors ``D_cam`` and ``D_short``: seed 000 eqs. 3, 4 (§3.3).
