@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -149,7 +150,14 @@ def _deadline_passed(context: grpc.ServicerContext | None, margin: float = 0.0) 
 
 
 def _sanitise_tf_message(message: str) -> str:
-    """First line of a TensorFlow error without graph internals (node names, stack traces)."""
+    """First line of a TensorFlow error without graph internals (node names, stack traces).
+
+    A graph assertion (``tf.debugging.Assert``) is reported by its own message, e.g. ``steps 0 is
+    out of range; accepted: 1..1024``, wherever it sits in the error text.
+    """
+    asserted = re.search(r"assertion failed: \[([^\]]*)\]", message)
+    if asserted and asserted.group(1).strip():
+        return asserted.group(1).strip()[:300]
     first = message.strip().splitlines()[0] if message.strip() else "the model rejected the inputs"
     for marker in (" [[", "\t[[", " [Op:", "Graph execution error", "Detected at node"):
         cut = first.find(marker)
