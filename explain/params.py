@@ -65,6 +65,6 @@ def choice_index(name: str, value: Any, choices: Sequence[str]) -> tf.Tensor:
     if not tf.is_tensor(value):
         return tf.constant(list(choices).index(check_choice(name, value, choices)), tf.int32)
     hits = tf.equal(tf.constant(list(choices)), value)
-    msg = tf.strings.format(f"{name} {{}} is not supported; accepted: {', '.join(choices)}", [value])
+    msg = tf.strings.join([f"{name} '", value, f"' is not supported; accepted: {', '.join(choices)}"])
     with tf.control_dependencies([tf.debugging.Assert(tf.reduce_any(hits), [msg])]):
         return tf.argmax(tf.cast(hits, tf.int32), output_type=tf.int32)

@@ -156,8 +156,9 @@ def _sanitise_tf_message(message: str) -> str:
     out of range; accepted: 1..1024``, wherever it sits in the error text.
     """
     asserted = re.search(r"assertion failed: \[([^\]]*)\]", message)
-    if asserted and asserted.group(1).strip():
-        return asserted.group(1).strip()[:300]
+    if asserted and asserted.group(1).strip():  # TensorFlow C-escapes the assertion's strings
+        text = asserted.group(1).strip().replace("\\'", "'").replace('\\"', '"')
+        return text[:300]
     first = message.strip().splitlines()[0] if message.strip() else "the model rejected the inputs"
     for marker in (" [[", "\t[[", " [Op:", "Graph execution error", "Detected at node"):
         cut = first.find(marker)
