@@ -121,7 +121,9 @@ def rise(
         masks = rise_masks(mask_idx, seed, grid, p1, height, width)
         probs = np.asarray(backend.predict(images[img_idx] * masks[..., None]), np.float64)
         scores = probs[np.arange(len(pairs)), classes[img_idx]]
-        np.add.at(total, img_idx, scores[:, None, None] * masks)
+        for i in np.unique(img_idx):  # pairs are contiguous: at most a few images per chunk
+            sel = img_idx == i
+            total[i] += np.tensordot(scores[sel], masks[sel], axes=1)
     raw = total / (n_masks * p1)
     lo = raw.min(axis=(1, 2), keepdims=True)
     hi = raw.max(axis=(1, 2), keepdims=True)
