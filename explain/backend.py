@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from explain.view import ExplainError, ModelView
 
-__all__ = ["Backend", "KerasBackend", "SavedModelBackend", "MethodUnavailable", "Cancelled", "batches"]
+__all__ = ["Backend", "KerasBackend", "SavedModelBackend", "MethodUnavailable", "Cancelled", "batches",
+           "ablated_run"]
 
 
 class MethodUnavailable(ExplainError):
@@ -57,6 +58,11 @@ class Backend:
         """``(activations (B, h, w, K), logits (B, C))`` at the target layer."""
         raise MethodUnavailable("this model exposes no target-layer features (no 'features' signature)")
 
+    def ablated_logits(self, images: np.ndarray, channel_mask: np.ndarray) -> np.ndarray:
+        """Logits ``(B, C)`` with the target activations multiplied by ``channel_mask`` ``(B, K)``
+        (0 = channel ablated) before the rest of the network reads them (for Ablation-CAM)."""
+        raise MethodUnavailable("this model cannot ablate target-layer channels (no 'ablate_channels' signature)")
+
     def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
         """Differentiable probabilities ``(B, C)`` for a float32 tensor (for optimised masks)."""
         raise MethodUnavailable("this model has no differentiable float input (no 'predict_float' signature)")
@@ -86,6 +92,14 @@ class KerasBackend(Backend):
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self._probs(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+    def ablated_logits(self, images: np.ndarray, channel_mask: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "_ablated"):
+            spec = [tf.TensorSpec([None, *self.view.input_shape], tf.float32),
+                    tf.TensorSpec([None, self.view.target_shape[-1]], tf.float32)]
+            self._ablated = tf.function(lambda x, m: ablated_run(self.view, x, m), input_signature=spec)
+        return self._ablated(tf.convert_to_tensor(images, tf.float32),
+                             tf.convert_to_tensor(channel_mask, tf.float32)).numpy()
 
     def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a, logits = self._feats(tf.convert_to_tensor(images, tf.float32))
@@ -201,6 +215,13 @@ class SavedModelBackend(Backend):
         out = self.signatures["features"](images=self._to_input(images))
         return out["activations"].numpy(), out["logits"].numpy()
 
+    def ablated_logits(self, images: np.ndarray, channel_mask: np.ndarray) -> np.ndarray:
+        if "ablate_channels" not in self.signatures:
+            return super().ablated_logits(images, channel_mask)
+        out = self.signatures["ablate_channels"](images=self._to_input(images),
+                                                 channel_mask=tf.convert_to_tensor(channel_mask, tf.float32))
+        return out["logits"].numpy()
+
     def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
         if "predict_float" in self.signatures:
             return self.signatures["predict_float"](images=images)["probabilities"]
@@ -215,6 +236,12 @@ class SavedModelBackend(Backend):
         if "logits" in out:
             return out["logits"]
         return tf.math.log(tf.maximum(out["probabilities"], 1e-30))  # as the base class, one call
+
+
+def ablated_run(view: ModelView, images: tf.Tensor, channel_mask: tf.Tensor) -> tf.Tensor:
+    """Logits of ``images`` with the target activations ``A`` replaced by ``A ⊙ channel_mask``."""
+    mask = tf.cast(channel_mask, tf.float32)[:, tf.newaxis, tf.newaxis, :]
+    return view.run(images, replace_target=lambda a: a * mask).logits
 
 
 ShouldContinue = Callable[[], bool]

@@ -1,4 +1,4 @@
-"""Class activation maps from gradients: Grad-CAM, Grad-CAM++ and Layer-CAM.
+"""Class activation maps from gradients: Grad-CAM, Grad-CAM++, Layer-CAM, HiResCAM, XGrad-CAM, Eigen-CAM.
 
 One base class, :class:`BaseCAM`, runs the shared steps; a variant overrides only
 :meth:`BaseCAM.weights`, the step that turns the gradients into per-channel (or per-element)
@@ -20,6 +20,17 @@ Weights (``S = y_c``, ``g = ∂S/∂A``, ``Σ_ij`` over the ``h×w`` positions):
 * **Grad-CAM** (Selvaraju et al.; seeds 000, 001): ``w_k = α_k = mean_ij g_ijk``.
 * **Layer-CAM** (Jiang et al. 2021): element-wise ``w_ijk = ReLU(g_ijk)``; as in the paper and in
   tf-keras-vis 0.8.7 ``Layercam``.
+* **HiResCAM** (Draelos & Carin 2020): element-wise ``w_ijk = g_ijk`` (no averaging), so
+  ``L = ReLU(Σ_k g_k ⊙ A_k)``. For a GAP→Dense head ``g_ijk = W_kc/(h·w)`` and the signed map is
+  CAM's ``Σ_k W_kc A_k`` divided by ``h·w``.
+* **XGrad-CAM** (Fu et al. 2020): ``w_k = Σ_ij (A_ijk / (Σ_ab A_abk + 1e-7))·g_ijk`` (the ``1e-7``
+  guards an all-zero channel, as pytorch-grad-cam does).
+* **Eigen-CAM** (Muhammad & Yeasin 2020): no gradient and no class. ``A`` is read as ``h·w``
+  samples of ``K`` features, centred per channel (``Ā = A − mean_ij A``); the map is the
+  projection on the first right singular vector ``v₁`` of ``Ā`` (the first principal component),
+  ``L = ReLU(Ā v₁)``. An SVD fixes ``v₁`` only up to sign; the project takes the sign for which
+  ``Σ_ij (Ā v₁)_ij · Σ_k A_ijk ≥ 0`` (the map agrees with the total activation), so the result
+  is deterministic. ``weights`` is ``v₁`` ``(N, 1, 1, K)``.
 * **Grad-CAM++** (Chattopadhay et al. 2018), exactly as tf-keras-vis 0.8.7 ``GradcamPlusPlus``
   computes it (so the two agree to float round-off), with ``E = exp(S)``::
 
@@ -36,12 +47,14 @@ Weights (``S = y_c``, ``g = ∂S/∂A``, ``Σ_ij`` over the ``h×w`` positions):
 
 Entry points
 ------------
-* Registry (``single_pass``): ``gradcam``, ``gradcam_plus_plus``, ``layercam``, each
+* Registry (``single_pass``): ``gradcam``, ``gradcam_plus_plus``, ``layercam``, ``hirescam``,
+  ``xgradcam``, ``eigencam``, each
   ``fn(view, images, class_index) -> dict`` of tensors (graph-compatible; exported as SavedModel
   signatures). Outputs: ``heatmap`` (N,h,w), ``heatmap_upsampled`` (N,H,W), ``raw`` (N,h,w, after
-  ReLU), ``weights`` (N,1,1,K) channel weights, or (N,h,w,K) for Layer-CAM, ``logits``,
+  ReLU), ``weights`` (N,1,1,K) channel weights, or (N,h,w,K) for Layer-CAM and HiResCAM, ``logits``,
   ``probabilities``, ``class_index``.
-* Eager: :func:`gradcam`, :func:`gradcam_plus_plus`, :func:`layercam`
+* Eager: :func:`gradcam`, :func:`gradcam_plus_plus`, :func:`layercam`, :func:`hirescam`,
+  :func:`xgradcam`, :func:`eigencam`
   ``(model_or_view, images, class_index=-1, target_layer=None, relu=True) -> dict`` of numpy
   arrays. They validate the arguments (raising :class:`~explain.view.ExplainError` naming the value
   and the accepted ones) and call a ``tf.function`` compiled once per (view, method, relu) with a
@@ -57,7 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain import registry
-from explain.resize import heatmap_outputs
+from explain.resize import EPSILON, heatmap_outputs
 from explain.view import ExplainError, ModelView, as_view, check_images, find_layer
 
 __all__ = [
@@ -65,10 +78,16 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "LayerCAM",
+    "HiResCAM",
+    "XGradCAM",
+    "EigenCAM",
     "METHODS",
     "gradcam",
     "gradcam_plus_plus",
     "layercam",
+    "hirescam",
+    "xgradcam",
+    "eigencam",
     "get_view",
     "check_class_index",
     "compiled",
@@ -114,17 +133,7 @@ class BaseCAM:
         activations = result.activations
         grads = tape.gradient(score, activations)
         w = self.weights(grads, activations, score)
-        cam = tf.reduce_sum(w * activations, axis=-1)
-        if relu:
-            cam = tf.nn.relu(cam)
-        out = heatmap_outputs(cam, view.input_shape[:2])
-        out.update(
-            weights=w,
-            logits=logits,
-            probabilities=tf.nn.softmax(logits, axis=-1),
-            class_index=idx,
-        )
-        return out
+        return _finish(view, tf.reduce_sum(w * activations, axis=-1), w, logits, idx, relu)
 
     def __call__(
         self,
@@ -193,6 +202,66 @@ class LayerCAM(BaseCAM):
 
     def weights(self, grads, activations, score):
         return tf.nn.relu(grads)
+
+
+class HiResCAM(BaseCAM):
+    """HiResCAM: element-wise weights ``∂y_c/∂A_ijk`` (Draelos & Carin 2020)."""
+
+    name = "hirescam"
+    description = "HiResCAM: ReLU(Σ_k ∂y_c/∂A_k ⊙ A_k) at the target layer (element-wise, no averaging)"
+
+    def weights(self, grads, activations, score):
+        return grads
+
+
+class XGradCAM(BaseCAM):
+    """XGrad-CAM: ``w_k = Σ_ij A_ijk/(Σ_ab A_abk + 1e-7) · ∂y_c/∂A_ijk`` (Fu et al. 2020)."""
+
+    name = "xgradcam"
+    description = "XGrad-CAM: ReLU(Σ_k w_k A_k), w_k = Σ_ij (A_ijk/Σ_ab A_abk)·∂y_c/∂A_ijk"
+
+    def weights(self, grads, activations, score):
+        total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+        return tf.reduce_sum(grads * activations / (total + EPSILON), axis=(1, 2), keepdims=True)
+
+
+class EigenCAM(BaseCAM):
+    """Eigen-CAM: projection of the centred activations on their first principal component."""
+
+    name = "eigencam"
+    description = "Eigen-CAM: ReLU of the first principal component of the centred target activations (class-agnostic)"
+
+    def single_pass(
+        self, view: ModelView, images: tf.Tensor, class_index: tf.Tensor | int | None = -1, relu: bool = True
+    ) -> dict[str, tf.Tensor]:
+        images = tf.convert_to_tensor(images, tf.float32)
+        result = view.run(images)
+        if result.logits is None:
+            raise ExplainError(f"{self.name} needs a classifier; model {view.model.name!r} has no classifier layer")
+        logits = result.logits
+        idx = view.resolve_class_index(class_index, logits)
+        a = result.activations
+        shape = tf.shape(a)
+        flat = tf.reshape(a, [shape[0], shape[1] * shape[2], shape[3]])
+        centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+        _, _, v = tf.linalg.svd(centred, full_matrices=False)  # centred = U S Vᵀ, v (N, K, min)
+        v1 = v[:, :, 0]
+        proj = tf.einsum("npk,nk->np", centred, v1)
+        agree = tf.reduce_sum(proj * tf.reduce_sum(flat, axis=-1), axis=1, keepdims=True)
+        sign = tf.where(agree < 0, -1.0, 1.0)
+        cam = tf.reshape(proj * sign, shape[:3])
+        w = tf.reshape(v1 * sign, [shape[0], 1, 1, shape[3]])
+        return _finish(view, cam, w, logits, idx, relu)
+
+
+def _finish(view: ModelView, cam: tf.Tensor, w: tf.Tensor, logits: tf.Tensor, idx: tf.Tensor,
+            relu: bool) -> dict[str, tf.Tensor]:
+    """The common outputs of the CAM family from the map ``cam`` ``(N, h, w)`` before the ReLU."""
+    if relu:
+        cam = tf.nn.relu(cam)
+    out = heatmap_outputs(cam, view.input_shape[:2])
+    out.update(weights=w, logits=logits, probabilities=tf.nn.softmax(logits, axis=-1), class_index=idx)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +362,10 @@ def check_class_index(class_index: Any, n: int, num_classes: int | None, model_n
 GRADCAM = GradCAM()
 GRADCAM_PLUS_PLUS = GradCAMPlusPlus()
 LAYERCAM = LayerCAM()
-METHODS: dict[str, BaseCAM] = {m.name: m for m in (GRADCAM, GRADCAM_PLUS_PLUS, LAYERCAM)}
+HIRESCAM = HiResCAM()
+XGRADCAM = XGradCAM()
+EIGENCAM = EigenCAM()
+METHODS: dict[str, BaseCAM] = {m.name: m for m in (GRADCAM, GRADCAM_PLUS_PLUS, LAYERCAM, HIRESCAM, XGRADCAM, EIGENCAM)}
 
 
 def gradcam(model_or_view: Any, images: Any, class_index: Any = -1, target_layer: str | None = None,
@@ -316,6 +388,24 @@ def layercam(model_or_view: Any, images: Any, class_index: Any = -1, target_laye
              relu: bool = True) -> dict[str, np.ndarray]:
     """Layer-CAM; see the module docstring."""
     return LAYERCAM(model_or_view, images, class_index, target_layer, relu)
+
+
+def hirescam(model_or_view: Any, images: Any, class_index: Any = -1, target_layer: str | None = None,
+             relu: bool = True) -> dict[str, np.ndarray]:
+    """HiResCAM; see the module docstring."""
+    return HIRESCAM(model_or_view, images, class_index, target_layer, relu)
+
+
+def xgradcam(model_or_view: Any, images: Any, class_index: Any = -1, target_layer: str | None = None,
+             relu: bool = True) -> dict[str, np.ndarray]:
+    """XGrad-CAM; see the module docstring."""
+    return XGRADCAM(model_or_view, images, class_index, target_layer, relu)
+
+
+def eigencam(model_or_view: Any, images: Any, class_index: Any = -1, target_layer: str | None = None,
+             relu: bool = True) -> dict[str, np.ndarray]:
+    """Eigen-CAM (class-agnostic; ``class_index`` only selects the echoed class); see the module docstring."""
+    return EIGENCAM(model_or_view, images, class_index, target_layer, relu)
 
 
 def _class_index_spec() -> tf.TensorSpec:

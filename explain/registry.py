@@ -81,6 +81,10 @@ def _load_all() -> None:
         "explain.excitation",
         "explain.similarity",
         "explain.perturbation",
+        "explain.integrated_gradients",
+        "explain.guided",
+        "explain.rise",
+        "explain.ablationcam",
     ):
         try:
             importlib.import_module(module)

@@ -21,7 +21,9 @@ Classifiers
     ``serving_default`` → ``probabilities`` ``(N, C)`` = softmax of ``logits`` ``(N, C)`` (the
     pre-activation of the classifier ``Dense``); ``predict_float`` (``images`` float32 in
     ``[0, 1]``) → the same, differentiable, for optimised perturbation masks; ``features`` →
-    ``activations`` ``(N, h, w, K)`` at the target layer and ``logits``; and one signature per
+    ``activations`` ``(N, h, w, K)`` at the target layer and ``logits``; ``ablate_channels``
+    (``images`` and ``channel_mask`` float32 ``(N, K)``) → ``logits`` and ``probabilities`` with the
+    target activations multiplied by the mask (Ablation-CAM); and one signature per
     registered single-pass classifier method (``gradcam``, ``gradcam_plus_plus``, ``saliency``,
     …; :func:`explain.registry.names`), with the method's own extra inputs (e.g. ``class_index``
     int32 ``(N,)``, −1 = predicted).
@@ -70,6 +72,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain import registry
+from explain.backend import ablated_run
 from models.preprocessing import MODES as PREPROCESSING_MODES
 from models.preprocessing import PreprocessingError, resolve_preprocessing
 from explain.view import ExplainError, ModelView, iter_layers
@@ -218,7 +221,16 @@ def _builtin_signatures(view: ModelView, kind: str) -> dict[str, Any]:
             r = view.run(_to_float(images))
             return {"activations": r.activations, "logits": r.logits}
 
-        return {"serving_default": serving_default, "predict_float": predict_float, "features": features}
+        k = view.target_shape[-1]
+
+        @tf.function(input_signature=[img, tf.TensorSpec([None, k], tf.float32, name="channel_mask")],
+                     autograph=False)
+        def ablate_channels(images: tf.Tensor, channel_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+            logits = ablated_run(view, _to_float(images), channel_mask)
+            return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+        return {"serving_default": serving_default, "predict_float": predict_float, "features": features,
+                "ablate_channels": ablate_channels}
 
     @tf.function(input_signature=[img], autograph=False)
     def serving_default(images: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[no-redef]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -151,7 +152,15 @@ def _deadline_passed(context: grpc.ServicerContext | None, margin: float = 0.0) 
 
 
 def _sanitise_tf_message(message: str) -> str:
-    """First line of a TensorFlow error without graph internals (node names, stack traces)."""
+    """First line of a TensorFlow error without graph internals (node names, stack traces).
+
+    A graph assertion (``tf.debugging.Assert``) is reported by its own message, e.g. ``steps 0 is
+    out of range; accepted: 1..1024``, wherever it sits in the error text.
+    """
+    asserted = re.search(r"assertion failed: \[([^\]]*)\]", message)
+    if asserted and asserted.group(1).strip():  # TensorFlow C-escapes the assertion's strings
+        text = asserted.group(1).strip().replace("\\'", "'").replace('\\"', '"')
+        return text[:300]
     first = message.strip().splitlines()[0] if message.strip() else "the model rejected the inputs"
     for marker in (" [[", "\t[[", " [Op:", "Graph execution error", "Detected at node"):
         cut = first.find(marker)

@@ -275,7 +275,7 @@ def test_model_card_contents(tiny_model_root, tiny_classifier_results):
         assert card["methods"] == registry.names(kind="single_pass", applies_to="classifier")
         loaded = tf.saved_model.load(str(tiny_model_root / name / "1"))
         assert sorted(loaded.signatures) == card["signatures"]
-        assert {"serving_default", "predict_float", "features", *card["methods"]} == set(card["signatures"])
+        assert {"serving_default", "predict_float", "features", "ablate_channels", *card["methods"]} == set(card["signatures"])
         assert card["created"][:4].isdigit() and "T" in card["created"]
     resnet = E.read_card(tiny_model_root / "resnet18" / "1")
     assert resnet["pooling"] == "avg"

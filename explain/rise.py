@@ -1,0 +1,148 @@
+"""RISE: Randomized Input Sampling for Explanation (Petsiuk, Das & Saenko 2018), over any backend.
+
+Masks (the authors' construction): for mask ``i``, a binary grid ``g_i`` of ``s×s`` cells
+(``s = grid``), each cell 1 with probability ``p1``, is upsampled bilinearly (half-pixel centres)
+to ``(s + 1)·c_h × (s + 1)·c_w`` pixels with ``c_h = ⌈H/s⌉``, ``c_w = ⌈W/s⌉``, and cropped to
+``H×W`` at a random offset ``(δ_h, δ_w) ∈ [0, c_h) × [0, c_w)``. The saliency of class ``c`` is
+the mask average weighted by the class **probability** of the masked image::
+
+    S = 1 / (M · p1) · Σ_{i<M} p_c(x ⊙ M_i) · M_i            (M = n_masks)
+
+``raw`` is ``S``; ``heatmap`` is ``S`` normalised per image, ``(S − min)/(max − min + 1e-7)``.
+
+Seeding: mask ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` (its grid, then its
+offset), so it depends on ``(seed, i)`` only — not on the batch size, the number of images or
+the order of the batches — and :func:`rise_masks` regenerates any of them.
+
+Memory: the ``N·M`` masked images are streamed as ``(image, mask)`` pairs in chunks of at most
+``batch_size``; each chunk's masks are regenerated from their indices, so peak memory is
+``O(batch_size·H·W + N·H·W)``, independent of ``M``. ``should_continue()`` is checked before
+every batch.
+
+Defaults follow the paper's ImageNet setting: ``n_masks = 4000``, ``grid = 7``, ``p1 = 0.5``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from explain import registry
+from explain.backend import Backend, Cancelled, batches
+from explain.occlusion import check_batch, check_batch_size, resolve_classes
+from explain.params import check_float, check_int
+
+__all__ = ["rise", "rise_masks", "MAX_MASKS"]
+
+MAX_MASKS = 100_000
+
+
+def rise_masks(indices: Any, seed: int, grid: int, p1: float, height: int, width: int) -> np.ndarray:
+    """The masks of the given indices, float32 ``(len(indices), H, W)`` in ``[0, 1]``."""
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    ch, cw = math.ceil(height / grid), math.ceil(width / grid)
+    cells = np.empty((len(indices), grid, grid, 1), np.float32)
+    offsets = np.empty((len(indices), 2), np.int64)
+    for b, i in enumerate(indices):
+        rng = np.random.default_rng([int(seed), int(i)])
+        cells[b, ..., 0] = rng.random((grid, grid)) < p1
+        offsets[b] = rng.integers(0, ch), rng.integers(0, cw)
+    up = tf.image.resize(cells, ((grid + 1) * ch, (grid + 1) * cw), method="bilinear").numpy()[..., 0]
+    out = np.empty((len(indices), height, width), np.float32)
+    for b, (dh, dw) in enumerate(offsets):
+        out[b] = up[b, dh:dh + height, dw:dw + width]
+    return out
+
+
+def rise(
+    backend: Backend,
+    images: np.ndarray,
+    class_index: Any = None,
+    n_masks: int = 4000,
+    grid: int = 7,
+    p1: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 32,
+    should_continue: Callable[[], bool] | None = None,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """RISE saliency of ``images`` float32 ``(N, H, W, 3)`` in ``[0, 1]`` (iterative convention).
+
+    Args:
+        backend: Any backend (only ``predict`` is used, so a black-box SavedModel works).
+        class_index: ``None``/``-1`` = predicted class, an int, or ``(N,)`` ints.
+        n_masks: Number of masks ``M`` (``1..100000``).
+        grid: Cells per side of the random grid ``s`` (``1..min(H, W)``).
+        p1: Probability that a cell is kept (``(0, 1]``).
+        seed: Seed of the masks (``>= 0``).
+        batch_size: At most this many masked images per ``backend.predict`` call.
+        should_continue: Checked before every batch; ``False`` raises :class:`~explain.backend.Cancelled`.
+        progress: Show a tqdm bar over the batches.
+
+    Returns:
+        ``heatmap`` (N,H,W) normalised; ``raw`` (N,H,W) the saliency ``S``; ``class_index`` (N,);
+        ``probabilities`` (N,C) of the unmasked images; ``n_masks`` the number of masks used.
+
+    Raises:
+        ExplainError: a parameter out of its accepted range (the message names it, the value and the range).
+        Cancelled: ``should_continue()`` returned False.
+    """
+    check_batch_size(batch_size)
+    images = check_batch(images, backend.input_shape)
+    n, height, width, _ = images.shape
+    n_masks = check_int("n_masks", n_masks, 1, MAX_MASKS)
+    grid = check_int("grid", grid, 1, min(height, width))
+    p1 = check_float("p1", p1, 0.0, 1.0, lo_open=True)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
+    go = should_continue or (lambda: True)
+
+    probs0 = []
+    for sl in batches(n, batch_size):
+        if not go():
+            raise Cancelled("rise cancelled while predicting the original images")
+        probs0.append(np.asarray(backend.predict(images[sl]), np.float32))
+    probabilities = np.concatenate(probs0)
+    classes = resolve_classes(class_index, probabilities)
+
+    total = np.zeros((n, height, width), np.float64)
+    chunks = list(batches(n * n_masks, batch_size))
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc="rise", unit="batch")
+    for sl in chunks:
+        if not go():
+            raise Cancelled(f"rise cancelled after {sl.start} of {n * n_masks} masked images")
+        pairs = np.arange(sl.start, sl.stop)
+        img_idx, mask_idx = pairs // n_masks, pairs % n_masks
+        masks = rise_masks(mask_idx, seed, grid, p1, height, width)
+        probs = np.asarray(backend.predict(images[img_idx] * masks[..., None]), np.float64)
+        scores = probs[np.arange(len(pairs)), classes[img_idx]]
+        for i in np.unique(img_idx):  # pairs are contiguous: at most a few images per chunk
+            sel = img_idx == i
+            total[i] += np.tensordot(scores[sel], masks[sel], axes=1)
+    raw = total / (n_masks * p1)
+    lo = raw.min(axis=(1, 2), keepdims=True)
+    hi = raw.max(axis=(1, 2), keepdims=True)
+    return {
+        "heatmap": ((raw - lo) / (hi - lo + 1e-7)).astype(np.float32),
+        "raw": raw.astype(np.float32),
+        "class_index": classes,
+        "probabilities": probabilities,
+        "n_masks": np.int64(n_masks),
+    }
+
+
+registry.register(
+    registry.Method(
+        name="rise",
+        fn=rise,
+        kind="iterative",
+        applies_to="classifier",
+        params={"class_index": -1, "n_masks": 4000, "grid": 7, "p1": 0.5, "seed": 0, "batch_size": 32},
+        description="RISE: probability-weighted average of seeded random upsampled grid masks (Petsiuk et al. 2018)",
+    )
+)
