@@ -51,7 +51,7 @@ APPS = [
     App("VGG16", "caffe", size=32),
     App("ResNet50", "caffe"),
     App("ResNet50V2", "tf"),
-    App("MobileNetV3Small", "raw", eb_reason="hard_swish", include_top=False),
+    App("MobileNetV3Small", "raw", eb_reason="hard_silu", include_top=False),
     App("EfficientNetB0", "raw", eb_reason="'silu'"),
     App("EfficientNetV2B0", "raw", eb_reason="'silu'"),
     App("DenseNet121", "torch"),
