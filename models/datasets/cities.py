@@ -740,8 +740,12 @@ def _shared_presence(rng: np.random.Generator, n: int, shared: Mapping[str, floa
 def _planted_presence(rng: np.random.Generator, n: int, planted: Mapping[str, float],
                       ensure: bool) -> dict[str, np.ndarray]:
     """Independent Bernoulli presence per planted object; if ``ensure``, images with none get
-    one chosen uniformly."""
-    names = list(planted)
+    one chosen uniformly.
+
+    The objects take the random columns in sorted name order, so the scenes do not depend on the
+    order of ``planted`` (a model card's JSON, served with sorted keys, loses that order).
+    """
+    names = sorted(planted)
     if not names:
         return {}
     probs = np.array([planted[name] for name in names])
