@@ -116,7 +116,8 @@ def test_bad_object_scale_names_value(scale, pattern):
 def test_object_scale_shrinks_the_object():
     config = CitiesConfig(cities=(CityStyle("a", {"earth": 1.0}),), ensure_discriminative=True)
     small = CitiesConfig(cities=config.cities, object_scale={"earth": 0.5})
-    area = [(make_cities(32, 64, seed=1, config=c).label_maps == NAME_TO_INDEX["earth"]).mean() for c in (config, small)]
+    area = [(make_cities(32, 64, seed=1, config=c).label_maps == NAME_TO_INDEX["earth"]).mean()
+            for c in (config, small)]
     assert 0.35 < area[1] / area[0] < 0.65, area  # earth's height halves: about half the area
 
 
