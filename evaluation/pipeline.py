@@ -115,6 +115,7 @@ def _load_experiments() -> None:
         "evaluation.experiments.confidence_gains",
         "evaluation.experiments.similarity",
         "evaluation.experiments.localisation",
+        "evaluation.experiments.causal",
         "evaluation.experiments.summaries",
         "evaluation.experiments.faithfulness",
     ):

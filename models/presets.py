@@ -112,6 +112,9 @@ class Preset:
             from the same shared-object distributions), as a share of the training split, to the
             training split only; they are spread evenly over the class labels, so the best a
             classifier can do on them is the uniform answer (see :func:`add_null_scenes`).
+        balanced_cues: Draw the balanced cities of :func:`models.datasets.balance.balanced_config`
+            (three cues per city, each necessary, equal expected areas, class-independent shared
+            areas) with presence ``planted_probability`` (``None`` = its default 0.6).
     """
 
     name: str
@@ -137,6 +140,7 @@ class Preset:
     arch_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     planted_probability: float | None = None
     null_fraction: float = 0.0
+    balanced_cues: bool = False
 
     def for_arch(self, arch: str, key: str) -> Any:
         """``width``, ``epochs`` or ``batch_size`` of architecture ``arch`` (override, else default)."""
@@ -234,6 +238,11 @@ after 5 epochs (not 10), batch 8, and city images that always hold all of their 
 objects, so that each model converges in seconds on a few hundred images. ``small`` and
 ``paper`` use the papers' recipe exactly (Adam 1e-4, β 0.9/0.999, ε 1e-8, ×0.1 every 10 epochs).
 """
+for _base in ("tiny", "small"):
+    # the same training on the balanced cities (models.datasets.balance): each cue necessary
+    PRESETS[f"{_base}-balanced"] = PRESETS[_base].replace(
+        name=f"{_base}-balanced", balanced_cues=True, planted_probability=None,
+        description=f"{_base} on the balanced cities (3 cues per city, each present with p 0.6)")
 
 
 def get_preset(name: str | Preset) -> Preset:
@@ -276,6 +285,10 @@ def resolve_names(only: Sequence[str] | str | None) -> list[str]:
 def city_config(preset: Preset | str) -> Any:
     """The :class:`models.datasets.CitiesConfig` of a preset (``None`` = the generator's default)."""
     p = get_preset(preset)
+    if p.balanced_cues:
+        from models.datasets.balance import BALANCED_PROBABILITY, balanced_config
+
+        return balanced_config(p.planted_probability or BALANCED_PROBABILITY)
     if p.planted_probability is None:
         return None
     from models.datasets import CitiesConfig, CityStyle

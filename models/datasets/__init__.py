@@ -9,6 +9,8 @@ Public API::
     load_image_folder_split                 # one part of a folder's 6:2:2 split
     list_image_folder                       # its classes and files, nothing decoded
     rebuild.rebuild_test_split              # the test split a model card's ``dataset`` describes
+    twins.render_twins                      # the same scenes without planted objects (causal twins)
+    balance.balanced_config, cue_statistics # cities whose cues are each necessary and balanced
     ade20k                                  # ADE20K names <-> indices
 """
 

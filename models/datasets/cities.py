@@ -60,6 +60,13 @@ BACKGROUND: tuple[str, ...] = ("sky", "road")
 SHAREABLE: tuple[str, ...] = tuple(sorted(n for n in LAYER_ORDER if n != "landmark"))
 #: Object names accepted as planted objects of a city.
 PLANTABLE: tuple[str, ...] = tuple(sorted(n for n in SHAREABLE if n not in BACKGROUND))
+#: Objects whose size ``CitiesConfig.object_scale`` can change, and how their area follows the
+#: factor ``s``: ``s`` (one dimension scaled) or ``s^2`` (both).
+SCALABLE: dict[str, str] = {
+    "awning": "s", "earth": "s", "fence": "s", "grass": "s", "mountain": "s", "plant": "s^2",
+    "signboard": "s^2",
+    "skyscraper": "s",
+}
 
 DEFAULT_SHARED: dict[str, float] = {
     "sky": 1.0, "building": 1.0, "road": 1.0, "tree": 0.6, "car": 0.5, "sidewalk": 0.5, "pole": 0.4,
@@ -104,6 +111,9 @@ class CitiesConfig:
         horizon: Range of the horizon height as a fraction of the image height.
         flip_probability: Probability of mirroring the scene left-right.
         noise: Standard deviation of the per-pixel Gaussian noise, as a fraction of 255.
+        object_scale: Object name (one of :data:`SCALABLE`) -> size factor in (0, 3] (1 = the
+            drawer's sizes): skyscraper, awning and mountain width, earth height, fence and grass
+            length, signboard board and plant blob sizes. Used to balance the cues' areas.
     """
 
     cities: tuple[CityStyle, ...] = DEFAULT_CITIES
@@ -116,6 +126,7 @@ class CitiesConfig:
     horizon: tuple[float, float] = (0.42, 0.56)
     flip_probability: float = 0.5
     noise: float = 0.02
+    object_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cities", tuple(self.cities))
@@ -179,6 +190,10 @@ def _validate_config(config: CitiesConfig) -> None:
                             ("flip_probability", config.flip_probability, 1.0)):
         if not 0.0 <= value <= hi:
             raise ValueError(f"{what} must lie in [0, {hi}], got {value!r}")
+    _check_names(config.object_scale, tuple(SCALABLE), "object_scale")
+    for name, factor in config.object_scale.items():
+        if not isinstance(factor, (int, float, np.floating, np.integer)) or not 0.0 < factor <= 3.0:
+            raise ValueError(f"object_scale of {name!r} must lie in (0, 3], got {factor!r}")
     if config.dusk_probability + config.night_probability > 1.0:
         raise ValueError("dusk_probability + night_probability must not exceed 1, got "
                          f"{config.dusk_probability} + {config.night_probability}")
@@ -207,6 +222,7 @@ class _Canvas:
         self.B = (size - self.h).astype(np.float32)
         self.tod = tod
         self.night = tod == 2
+        self.scale = 1.0  # size factor of the object being drawn (CitiesConfig.object_scale)
         self.code = np.zeros((n, size, size), np.uint16)
         self.texture = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
         self._colours: list[np.ndarray] = []
@@ -365,7 +381,7 @@ def _draw_mountain(cv: _Canvas, present: np.ndarray) -> None:
     two = cv.rng.random(cv.n) < 0.5
     for k in range(2):
         peak_y = cv.h - cv.u(0.6, 0.85) * cv.A
-        peak_x, slope = cv.u(0, cv.size), cv.u(0.45, 1.0)
+        peak_x, slope = cv.u(0, cv.size), cv.u(0.45, 1.0) / cv.scale
         prof = peak_y[:, None] + slope[:, None] * np.abs(cv.centres[None, :] - peak_x[:, None])
         if k == 1:
             prof = np.where(two[:, None], prof, np.inf)
@@ -382,7 +398,7 @@ def _draw_skyscraper(cv: _Canvas, present: np.ndarray) -> None:
     body = cv.new_slot(cv.colour([(0.47, 0.56, 0.68), (0.55, 0.60, 0.66)], 0.03))
     glass = cv.new_slot(np.where(cv.night[:, None], np.float32([0.95, 0.85, 0.45]),
                                  np.float32([0.20, 0.28, 0.42])), emissive=cv.night)
-    width = cv.px(cv.u(0.08, 0.14) * cv.size)
+    width = cv.px(cv.u(0.08, 0.14) * cv.scale * cv.size)
     x0 = cv.u(0, 1) * (cv.size - width)
     top = cv.u(0.0, 0.12) * cv.A
     box = cv.rect(top, cv.h, x0, x0 + width, present)
@@ -441,7 +457,7 @@ def _draw_awning(cv: _Canvas, present: np.ndarray) -> None:
     second = cv.new_slot(cv.colour([(0.93, 0.91, 0.86)], 0.03))
     bottom = cv.h - cv.u(0.18, 0.22) * cv.A
     top = bottom - cv.px(cv.u(0.06, 0.09) * cv.A)
-    width = cv.u(0.1, 0.2) * cv.size
+    width = cv.u(0.1, 0.2) * cv.scale * cv.size
     x0 = cv.u(0, 1) * (cv.size - width)
     box = cv.rect(top, bottom, x0, x0 + width, present)
     stripes = cv.periodic(x0, cv.u(0.025, 0.035) * cv.size, (0.0, 0.5))
@@ -462,7 +478,7 @@ def _ground_patch(cv: _Canvas, present: np.ndarray, name: str, base, dark, light
     """A textured half-ellipse of ground resting on the bottom edge, 0.44-0.7 S wide."""
     slots = [cv.new_slot(cv.colour([c], 0.04)) for c in (base, dark, light)]
     rx = cv.u(0.22, 0.35) * cv.size  # wider than any car (<= 0.44 S), so never hidden
-    ry = cv.u(0.25, 0.42) * cv.B
+    ry = cv.u(0.25, 0.42) * cv.scale * cv.B
     cx = cv.u(0.25, 0.75) * cv.size
     patch = cv.ellipse(np.full(cv.n, cv.size, np.float32), cx, ry, rx, present)
     patch &= cv.rows(cv.h, np.full(cv.n, cv.size))
@@ -486,7 +502,7 @@ def _draw_grass(cv: _Canvas, present: np.ndarray) -> None:
     top = cv.h + cv.u(0.05, 0.12) * cv.B
     bottom = top + cv.px(cv.u(0.08, 0.15) * cv.B)
     x0 = cv.u(-0.1, 0.6) * cv.size
-    verge = cv.rect(top, bottom, x0, x0 + cv.u(0.35, 0.6) * cv.size, present)
+    verge = cv.rect(top, bottom, x0, x0 + cv.u(0.35, 0.6) * cv.scale * cv.size, present)
     cv.paint(verge, "grass", slots[0])
     cv.paint(verge & (cv.texture < 70), "grass", slots[1])
     cv.paint(verge & (cv.texture >= 205), "grass", slots[2])
@@ -498,7 +514,7 @@ def _draw_fence(cv: _Canvas, present: np.ndarray) -> None:
     bottom = cv.h + cv.u(0.0, 0.03) * cv.B
     top = bottom - cv.px(cv.u(0.1, 0.18) * cv.A)
     x0 = cv.u(-0.1, 0.6) * cv.size
-    x1 = x0 + cv.u(0.4, 0.7) * cv.size
+    x1 = x0 + cv.u(0.4, 0.7) * cv.scale * cv.size
     slats = cv.periodic(x0, cv.u(0.025, 0.04) * cv.size, (0.0, 0.55))
     band = cv.rect(top, bottom, x0, x1, present)
     height = bottom - top
@@ -577,7 +593,7 @@ def _draw_plant(cv: _Canvas, present: np.ndarray) -> None:
     count = cv.rng.integers(2, _MAX_BLOBS + 1, cv.n)
     bush = np.zeros((cv.n, cv.size, cv.size), bool)
     for k in range(_MAX_BLOBS):
-        rx = cv.u(0.035, 0.06) * cv.size
+        rx = cv.u(0.035, 0.06) * cv.scale * cv.size
         blob = cv.ellipse(cy + cv.u(-0.015, 0.015) * cv.size, cx + cv.u(-0.07, 0.07) * cv.size,
                           rx * cv.u(0.7, 0.9), rx, present & (k < count))
         bush |= blob
@@ -601,8 +617,8 @@ def _draw_signboard(cv: _Canvas, present: np.ndarray) -> None:
     post_h = cv.u(0.25, 0.4) * cv.A
     cx = cv.u(0.06, 0.94) * cv.size
     _post(cv, present, "signboard", post, foot, post_h, cx, cv.px(0.012 * cv.size))
-    width = cv.px(cv.u(0.08, 0.13) * cv.size)
-    height = cv.px(cv.u(0.12, 0.2) * cv.A)
+    width = cv.px(cv.u(0.08, 0.13) * cv.scale * cv.size)
+    height = cv.px(cv.u(0.12, 0.2) * cv.scale * cv.A)
     x0 = cx - width * cv.u(0.2, 0.8)
     bottom = foot - post_h
     cv.paint(cv.rect(bottom - height, bottom, x0, x0 + width, present), "signboard", board)
@@ -672,6 +688,9 @@ DRAWERS: dict[str, Callable[[_Canvas, np.ndarray], None]] = {
 # --------------------------------------------------------------------------------------------
 
 PresenceFn = Callable[[np.random.Generator, int], dict[str, np.ndarray]]
+#: Changes the drawn presence of a chunk before anything is painted (e.g. removes an object to
+#: render a twin); the random draws are unchanged, so everything else is drawn identically.
+PresenceEdit = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def _render_chunk(
@@ -681,8 +700,12 @@ def _render_chunk(
     config: CitiesConfig,
     presence: PresenceFn,
     drawers: Mapping[str, Callable[[_Canvas, np.ndarray], None]] | None = None,
+    edit: PresenceEdit | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` scenes: nuisances, then presence, then every layer back to front.
+
+    ``edit`` (if given) receives the drawn presence (object name -> ``(n,)`` bool) and returns the
+    presence to paint; every random draw happens as without it.
 
     Returns:
         ``(images (n, S, S, 3) uint8, label_maps (n, S, S) uint8)``.
@@ -695,9 +718,12 @@ def _render_chunk(
     flip = rng.random(n) < config.flip_probability
     cv = _Canvas(rng, n, size, horizon, tod)
     present = presence(rng, n)
+    if edit is not None:
+        present = edit(present)
     all_drawers = dict(DRAWERS, **(drawers or {}))
     for name in LAYER_ORDER:
         if name in present:
+            cv.scale = float(config.object_scale.get(name, 1.0))
             all_drawers[name](cv, present[name])
     images = cv.render(brightness, cast, config.noise)
     labels = cv.label
@@ -714,8 +740,12 @@ def _shared_presence(rng: np.random.Generator, n: int, shared: Mapping[str, floa
 def _planted_presence(rng: np.random.Generator, n: int, planted: Mapping[str, float],
                       ensure: bool) -> dict[str, np.ndarray]:
     """Independent Bernoulli presence per planted object; if ``ensure``, images with none get
-    one chosen uniformly."""
-    names = list(planted)
+    one chosen uniformly.
+
+    The objects take the random columns in sorted name order, so the scenes do not depend on the
+    order of ``planted`` (a model card's JSON, served with sorted keys, loses that order).
+    """
+    names = sorted(planted)
     if not names:
         return {}
     probs = np.array([planted[name] for name in names])
