@@ -85,6 +85,7 @@ def _load_all() -> None:
         "explain.guided",
         "explain.rise",
         "explain.ablationcam",
+        "explain.xrai",
     ):
         try:
             importlib.import_module(module)
