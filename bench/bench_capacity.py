@@ -106,7 +106,7 @@ def service_calls(root: Path, per_class: int) -> list[dict[str, Any]]:
     rows = []
     for path in sorted((out / "sections").glob("*.json")):
         sec = json.loads(path.read_text())
-        key = path.stem
+        key = path.stem.rsplit("-", 1)[0]  # <key>-<config digest>.json
         calls = per_experiment.get(key)
         if calls is None or not sec.get("images"):
             continue
@@ -125,13 +125,14 @@ def main() -> None:
     p.add_argument("--iterative-batch", type=int, default=2, help="images per request of the iterative methods")
     p.add_argument("--repeats", type=int, default=2, help="timed requests per method and architecture")
     p.add_argument("--images-per-class", type=int, default=2, help="evaluation sample size for the call counts")
+    p.add_argument("--no-costs", action="store_true", help="skip the per-method costs (count the calls only)")
     p.add_argument("--no-calls", action="store_true", help="skip the service-call count (no evaluation run)")
     p.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw figures there")
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     root = args.model_root or tiny_root()
-    costs = method_costs(root, args.batch, args.iterative_batch, args.repeats)
+    costs = [] if args.no_costs else method_costs(root, args.batch, args.iterative_batch, args.repeats)
     calls = [] if args.no_calls else service_calls(root, args.images_per_class)
     if args.json:
         args.json.write_text(json.dumps({"costs": costs, "calls": calls}, indent=1))
