@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
     tr.add_argument("--verbose", "-v", action="store_true",
                     help="TensorFlow's start-up lines and Keras's per-epoch lines instead of one bar per model")
+    _add_strategy_arguments(tr)
     fo = tr.add_argument_group(
         "your own images", "train the classifiers on DIR/<class>/<image> (PNG, JPEG, BMP) instead of the synthetic "
         "data: split 6:2:2 with --seed, the recipe (widths, lr, batch size, epochs) of --preset")
@@ -86,6 +87,20 @@ def _parser() -> argparse.ArgumentParser:
     add_describe_parser(sub)
     _add_segmenter_parser(sub)
     return parser
+
+
+def _add_strategy_arguments(tr: argparse.ArgumentParser) -> None:
+    """``--strategy`` and ``--lr-scaling`` of ``train`` (see :mod:`models.distribute`)."""
+    from models.distribute import LR_SCALINGS, STRATEGIES
+
+    dg = tr.add_argument_group(
+        "distributed training", "the preset's batch size is per replica (global batch = batch x replicas); "
+        "the learning rate is scaled by --lr-scaling for the replicas; only the chief exports")
+    dg.add_argument("--strategy", default="default", choices=STRATEGIES,
+                    help="default: one device; mirrored: tf.distribute.MirroredStrategy over the local devices; "
+                         "multi-worker: MultiWorkerMirroredStrategy over the cluster in TF_CONFIG")
+    dg.add_argument("--lr-scaling", default="sqrt", choices=LR_SCALINGS,
+                    help="learning rate for N replicas: x sqrt(N) (Adam), x N (linear rule) or unchanged")
 
 
 def _add_segmenter_parser(sub) -> None:
@@ -168,6 +183,13 @@ def _validate(args: argparse.Namespace) -> None:
                    if getattr(args, k)]
     if args.data_dir is None and folder_only:
         raise ValueError(f"{folder_only[0]} needs --data-dir (use --only to choose models of a preset)")
+    if args.strategy == "multi-worker":
+        from models.distribute import parse_tf_config
+
+        parse_tf_config()
+    if args.data_dir is not None and args.strategy != "default":
+        raise ValueError(f"--strategy {args.strategy} applies to the presets' synthetic data; with --data-dir "
+                         "only --strategy default is supported")
     if args.data_dir is not None and args.only:
         raise ValueError("--only applies to the presets' synthetic data; with --data-dir use --architectures "
                          f"(accepted: {', '.join(CLASSIFIER_NAMES)}) and --retrained")
@@ -197,8 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from models.quiet import import_tensorflow_quietly
+    from models.distribute import is_chief, make_strategy
+    from models.quiet import import_tensorflow_quietly, native_stderr_silenced
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
+    with native_stderr_silenced(not args.verbose):
+        strategy = make_strategy(args.strategy)  # before any TensorFlow op (collectives need it)
     import_tensorflow_quietly(args.verbose)
     if args.data_dir is not None:
         return _train_folder(args)
@@ -214,11 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=0 if args.quiet else (2 if args.verbose else 1),
         checkpoint_dir=args.checkpoint_dir,
         log=print,
+        strategy=strategy,
+        lr_scaling=args.lr_scaling,
     )
     print()
     print(format_table(records))
+    exported = not args.no_export and is_chief(strategy)
     print(f"\n{len(records)} models, preset {args.preset!r}, {time.perf_counter() - t0:.0f} s in all"
-          + ("" if args.no_export else f"; model root {Path(args.out).resolve()}"))
+          + (f"; model root {Path(args.out).resolve()}" if exported else "")
+          + ("" if is_chief(strategy) else "; not the chief: nothing exported"))
     return 0
 
 

@@ -439,6 +439,8 @@ def train_one(
     epochs: int | None = None,
     verbose: int = 1,
     checkpoint_dir: str | Path | None = None,
+    strategy: Any | None = None,
+    lr_scaling: str = "sqrt",
 ) -> ModelRecord:
     """Train the pipeline model called ``name`` (one of :data:`MODEL_NAMES`).
 
@@ -450,14 +452,22 @@ def train_one(
         city_data, landmark_data: ``(train, val, test)`` ImageSets; generated when ``None``.
         epochs: Override of the preset's epochs.
         verbose: 0 silent, 1 progress bars, 2 one line per epoch.
-        checkpoint_dir: Where to keep ``<name>.weights.h5`` (best on validation), if given.
+        checkpoint_dir: Where to keep ``<name>.weights.h5`` (best on validation), if given; a
+            non-chief worker of a cluster keeps it under ``<checkpoint_dir>/worker-<index>/``.
+        strategy: A ``tf.distribute`` strategy (:mod:`models.distribute`) or ``None``. The
+            preset's batch sizes are per replica; its learning rates are scaled by ``lr_scaling``
+            for the number of replicas (:func:`models.distribute.scaled_learning_rate`).
+        lr_scaling: ``"sqrt"`` (default), ``"linear"`` or ``"none"``.
     """
+    from models import distribute as dist
     from models import train as tr
 
     p = get_preset(preset)
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model name {name!r}; accepted: {list(MODEL_NAMES)}")
+    checkpoint_dir = dist.checkpoint_dir_for(checkpoint_dir, strategy)
     ckpt = Path(checkpoint_dir) / f"{name}.weights.h5" if checkpoint_dir is not None else None
+    n_replicas = dist.replicas(strategy)
     if name.startswith("embedding_"):
         pooling = name.split("_", 1)[1]
         if landmark_data is None:
@@ -470,7 +480,7 @@ def train_one(
             te,
             epochs=epochs if epochs is not None else p.embedding_epochs,
             batch_size=p.embedding_batch_size,
-            learning_rate=p.embedding_learning_rate,
+            learning_rate=dist.scaled_learning_rate(p.embedding_learning_rate, n_replicas, lr_scaling),
             lr_decay_every=p.lr_decay_every,
             lr_decay=p.lr_decay,
             margin=p.margin,
@@ -481,6 +491,7 @@ def train_one(
             checkpoint_path=ckpt,
             verbose=verbose,
             name=name,
+            strategy=strategy,
         )
         return ModelRecord(name, "embedding", "embedding", seed, result)
     arch = name.removesuffix("_retrained")
@@ -495,7 +506,7 @@ def train_one(
         te,
         epochs=epochs if epochs is not None else p.for_arch(arch, "epochs"),
         batch_size=p.for_arch(arch, "batch_size"),
-        learning_rate=p.learning_rate,
+        learning_rate=dist.scaled_learning_rate(p.learning_rate, n_replicas, lr_scaling),
         lr_decay_every=p.lr_decay_every,
         lr_decay=p.lr_decay,
         seed=model_seed,
@@ -503,6 +514,7 @@ def train_one(
         checkpoint_path=ckpt,
         verbose=verbose,
         name=name,
+        strategy=strategy,
     )
     return ModelRecord(name, "classifier", arch, model_seed, result)
 
@@ -545,6 +557,8 @@ def train_preset(
     verbose: int = 1,
     checkpoint_dir: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    strategy: Any | None = None,
+    lr_scaling: str = "sqrt",
 ) -> list[ModelRecord]:
     """Train (and export, when ``out`` is given) the pipeline's models.
 
@@ -557,10 +571,14 @@ def train_preset(
         verbose: 0 silent, 1 progress bars, 2 one line per epoch.
         checkpoint_dir: Keep the best-on-validation weights of each model there.
         log: Where to send one status line per model (``None`` = nowhere).
+        strategy, lr_scaling: Distributed training (see :func:`train_one`). Every worker of a
+            cluster trains; only the chief (:func:`models.distribute.is_chief`) exports to ``out``.
 
     Returns:
         One :class:`ModelRecord` per model, in training order.
     """
+    from models.distribute import is_chief
+
     p = get_preset(preset)
     names = resolve_names(only)
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
@@ -581,15 +599,15 @@ def train_preset(
             if landmarks is None:
                 *landmarks, land_cfg = make_landmark_data(p, seed)
             rec = train_one(name, p, seed, landmark_data=tuple(landmarks), epochs=epochs, verbose=verbose,
-                            checkpoint_dir=checkpoint_dir)
+                            checkpoint_dir=checkpoint_dir, strategy=strategy, lr_scaling=lr_scaling)
             data_cfg = land_cfg
         else:
             if city is None:
                 *city, city_cfg = make_city_data(p, seed)
             rec = train_one(name, p, seed, city_data=tuple(city), epochs=epochs, verbose=verbose,
-                            checkpoint_dir=checkpoint_dir)
+                            checkpoint_dir=checkpoint_dir, strategy=strategy, lr_scaling=lr_scaling)
             data_cfg = city_cfg
-        if out is not None:
+        if out is not None and is_chief(strategy):
             export_record(rec, out, p, data_cfg)
         records.append(rec)
         r = rec.result

@@ -26,6 +26,7 @@ Images come as :class:`models.datasets.imageset.ImageSet` (uint8); they are scal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import architectures as arch_mod
+from models import distribute as dist_mod
 
 __all__ = [
     "ADAM_BETA_1",
@@ -363,17 +365,20 @@ def _train_dataset(data: Any, batch_size: int, seed: int) -> tf.data.Dataset:
     """Shuffled (reshuffled each epoch, seeded) batches of ``(float images, labels)``."""
     ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels.astype(np.int32)))
     ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    return ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=2).prefetch(2)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=2).prefetch(2)
+    return ds.with_options(dist_mod.shard_options())
 
 
 def _eval_dataset(data: Any, batch_size: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels.astype(np.int32))).batch(batch_size)
-    return ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=2).prefetch(2)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=2).prefetch(2)
+    return ds.with_options(dist_mod.shard_options())
 
 
 def _images_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return ds.map(lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=2).prefetch(2)
+    ds = ds.map(lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=2).prefetch(2)
+    return ds.with_options(dist_mod.shard_options())
 
 
 def evaluate_classifier(model: keras.Model, data: Any, batch_size: int = 64) -> float:
@@ -408,6 +413,35 @@ def knn_accuracy(
     return float(np.mean(np.asarray(gallery_labels)[np.argmax(sim, axis=1)] == np.asarray(query_labels)))
 
 
+def _scope(strategy: Any) -> Any:
+    """``strategy.scope()``, or a no-op context without a strategy."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def _prebuild_for_strategy(net: keras.Model, data: Any, strategy: Any) -> None:
+    """Build the model's, metrics' and optimizer's state in ``strategy``'s scope before ``fit``.
+
+    Keras 3's ``fit``/``evaluate`` under a ``tf.distribute`` strategy first build that state from
+    one distributed batch, which they average with ``strategy.reduce("MEAN", (x, y))``; under
+    ``MultiWorkerMirroredStrategy`` every element is a ``PerReplica`` and TensorFlow refuses to
+    reduce the tuple ("Attempt to convert a value (PerReplica ...) to a Tensor"). The same build
+    is done here from two local images, and Keras's step is then skipped for this model.
+    """
+    if strategy is None:
+        return
+    batch = (tf.cast(data.images[:2], tf.float32) / 255.0, tf.constant(data.labels[:2].astype(np.int32)))
+    with strategy.scope():
+        net._symbolic_build(data_batch=batch)
+    net._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _distribution_config(batch_size: int, strategy: Any) -> dict[str, Any]:
+    """The model card's record of how the training was distributed."""
+    return {"strategy": "default" if strategy is None else type(strategy).__name__,
+            "replicas": dist_mod.replicas(strategy), "per_replica_batch_size": batch_size,
+            "global_batch_size": dist_mod.global_batch_size(batch_size, strategy)}
+
+
 def _callbacks(schedule: Callable[..., float], best: BestWeights) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.LearningRateScheduler(schedule), best]
 
@@ -437,6 +471,7 @@ def train_classifier(
     checkpoint_path: str | Path | None = None,
     verbose: int = 1,
     name: str | None = None,
+    strategy: Any | None = None,
 ) -> TrainResult:
     """Train a classifier with the papers' recipe and keep its best-on-validation weights.
 
@@ -457,6 +492,11 @@ def train_classifier(
         checkpoint_path: ``*.weights.h5`` path for the best weights (written atomically).
         verbose: 0 silent, 1 one progress bar per model (over epochs), 2 Keras's line per epoch.
         name: Name given to a model built here (default the architecture name).
+        strategy: A ``tf.distribute`` strategy (:func:`models.distribute.make_strategy`) or
+            ``None``. The model is built and compiled in its scope; ``batch_size`` is then the
+            per-replica batch (each step takes ``batch_size × replicas``), ``learning_rate`` is
+            used as given (the caller scales it, see :func:`models.distribute.scaled_learning_rate`).
+            Every worker of a cluster must call this with the same arguments.
 
     Returns:
         A :class:`TrainResult` whose model holds the best-on-validation weights.
@@ -469,38 +509,40 @@ def train_classifier(
     schedule = step_decay(learning_rate, lr_decay_every, lr_decay)
     num_classes = len(train.class_names)
     input_size = int(train.images.shape[1])
-    if isinstance(model, str):
-        if model not in arch_mod.CLASSIFIERS:
-            raise ValueError(f"unknown classifier {model!r}; accepted: {sorted(arch_mod.CLASSIFIERS)}")
-        arch_name = model
-        builder = arch_mod.CLASSIFIERS[model]
-        net = build_seeded(
-            lambda: builder(input_size=input_size, num_classes=num_classes, width=width, name=name or arch_name), seed
-        )
-    elif isinstance(model, keras.Model):
-        set_seed(seed)
-        net, arch_name = model, model.name
-    elif callable(model):
-        net = build_seeded(model, seed)
-        arch_name = net.name
-    else:
-        raise ValueError(f"model must be an architecture name, a builder or a keras.Model, got {type(model).__name__}")
-    expected = tuple(int(s) for s in net.inputs[0].shape[1:])
-    if tuple(train.images.shape[1:]) != expected:
-        raise ValueError(f"images of shape {train.images.shape[1:]} do not fit model {net.name!r} with input {expected}")
-    if int(net.outputs[0].shape[-1]) != num_classes:
-        raise ValueError(f"model {net.name!r} has {net.outputs[0].shape[-1]} outputs but the data has {num_classes} classes")
+    with _scope(strategy):  # variables mirrored over the replicas (built and compiled in scope)
+        if isinstance(model, str):
+            if model not in arch_mod.CLASSIFIERS:
+                raise ValueError(f"unknown classifier {model!r}; accepted: {sorted(arch_mod.CLASSIFIERS)}")
+            arch_name = model
+            builder = arch_mod.CLASSIFIERS[model]
+            net = build_seeded(
+                lambda: builder(input_size=input_size, num_classes=num_classes, width=width, name=name or arch_name), seed
+            )
+        elif isinstance(model, keras.Model):
+            set_seed(seed)
+            net, arch_name = model, model.name
+        elif callable(model):
+            net = build_seeded(model, seed)
+            arch_name = net.name
+        else:
+            raise ValueError(f"model must be an architecture name, a builder or a keras.Model, got {type(model).__name__}")
+        expected = tuple(int(s) for s in net.inputs[0].shape[1:])
+        if tuple(train.images.shape[1:]) != expected:
+            raise ValueError(f"images of shape {train.images.shape[1:]} do not fit model {net.name!r} with input {expected}")
+        if int(net.outputs[0].shape[-1]) != num_classes:
+            raise ValueError(f"model {net.name!r} has {net.outputs[0].shape[-1]} outputs but the data has {num_classes} classes")
 
-    net.compile(
-        optimizer=make_optimizer(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
+        net.compile(
+            optimizer=make_optimizer(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
+    _prebuild_for_strategy(net, train, strategy)
     best = BestWeights(lambda e, logs: (logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0)), checkpoint_path)
     t0 = time.perf_counter()
     h = net.fit(
-        _train_dataset(train, batch_size, seed),
-        validation_data=_eval_dataset(val, max(batch_size, 64)),
+        _train_dataset(train, dist_mod.global_batch_size(batch_size, strategy), seed),
+        validation_data=_eval_dataset(val, max(dist_mod.global_batch_size(batch_size, strategy), 64)),
         epochs=epochs,
         callbacks=[*_callbacks(schedule, best), *_epoch_bar(arch_name, epochs, verbose)],
         verbose=_keras_verbose(verbose),
@@ -525,6 +567,7 @@ def train_classifier(
         "epochs": epochs,
         "batch_size": batch_size,
         "selection": "best val_accuracy (ties: lowest val_loss)",
+        **_distribution_config(batch_size, strategy),
     }
     return result
 
@@ -586,6 +629,7 @@ def train_embedding(
     checkpoint_path: str | Path | None = None,
     verbose: int = 1,
     name: str | None = None,
+    strategy: Any | None = None,
 ) -> TrainResult:
     """Train an embedding network with the batch-hard triplet loss (seed 002).
 
@@ -609,7 +653,7 @@ def train_embedding(
         warmup_epochs: Epochs of batch-all loss first (0 = none).
         width, embedding_dim: Builder arguments when ``model`` is a pooling name.
         name: Model name when built here (default ``embedding_<pooling>``).
-        Others: as in :func:`train_classifier`.
+        Others (``strategy`` too): as in :func:`train_classifier`.
 
     Returns:
         A :class:`TrainResult`; its accuracies are 1-NN accuracies against the training images
@@ -624,30 +668,31 @@ def train_embedding(
         raise ValueError(f"warmup_epochs {warmup_epochs!r} must be a non-negative integer")
     schedule = step_decay(learning_rate, lr_decay_every, lr_decay)
     input_size = int(train.images.shape[1])
-    if isinstance(model, str):
-        if model not in arch_mod.POOLINGS:
-            raise ValueError(f"unknown pooling {model!r}; accepted: {list(arch_mod.POOLINGS)}")
-        pooling = model
-        net = build_seeded(
-            lambda: arch_mod.embedding_net(
-                input_size=input_size, pooling=pooling, embedding_dim=embedding_dim, width=width,
-                name=name or f"embedding_{pooling}",
-            ),
-            seed,
-        )
-    elif isinstance(model, keras.Model):
-        set_seed(seed)
-        net = model
-    elif callable(model):
-        net = build_seeded(model, seed)
-    else:
-        raise ValueError(f"model must be 'avg', 'max', a builder or a keras.Model, got {type(model).__name__}")
-    expected = tuple(int(s) for s in net.inputs[0].shape[1:])
-    if tuple(train.images.shape[1:]) != expected:
-        raise ValueError(f"images of shape {train.images.shape[1:]} do not fit model {net.name!r} with input {expected}")
+    with _scope(strategy):  # variables mirrored over the replicas (built and compiled in scope)
+        if isinstance(model, str):
+            if model not in arch_mod.POOLINGS:
+                raise ValueError(f"unknown pooling {model!r}; accepted: {list(arch_mod.POOLINGS)}")
+            pooling = model
+            net = build_seeded(
+                lambda: arch_mod.embedding_net(
+                    input_size=input_size, pooling=pooling, embedding_dim=embedding_dim, width=width,
+                    name=name or f"embedding_{pooling}",
+                ),
+                seed,
+            )
+        elif isinstance(model, keras.Model):
+            set_seed(seed)
+            net = model
+        elif callable(model):
+            net = build_seeded(model, seed)
+        else:
+            raise ValueError(f"model must be 'avg', 'max', a builder or a keras.Model, got {type(model).__name__}")
+        expected = tuple(int(s) for s in net.inputs[0].shape[1:])
+        if tuple(train.images.shape[1:]) != expected:
+            raise ValueError(f"images of shape {train.images.shape[1:]} do not fit model {net.name!r} with input {expected}")
 
-    triplet = _TripletLoss(margin)
-    net.compile(optimizer=make_optimizer(learning_rate), loss=triplet)
+        triplet = _TripletLoss(margin)
+        net.compile(optimizer=make_optimizer(learning_rate), loss=triplet)
     val_labels = np.asarray(val.labels)
 
     def score(epoch: int, logs: dict[str, Any]) -> tuple:
@@ -659,10 +704,11 @@ def train_embedding(
         logs["val_loss"] = vloss
         return (acc, -vloss)
 
+    _prebuild_for_strategy(net, train, strategy)
     best = BestWeights(score, checkpoint_path)
     t0 = time.perf_counter()
     h = net.fit(
-        _train_dataset(train, batch_size, seed),
+        _train_dataset(train, dist_mod.global_batch_size(batch_size, strategy), seed),
         epochs=epochs,
         callbacks=[_LossSwitch(triplet, warmup_epochs, loss), *_callbacks(schedule, best),
                    *_epoch_bar("embedding", epochs, verbose)],
@@ -691,6 +737,7 @@ def train_embedding(
         "batch_size": batch_size,
         "selection": "best val 1-NN accuracy against train (ties: lowest val triplet loss)",
         "accuracy": "1-NN cosine against the training images",
+        **_distribution_config(batch_size, strategy),
     }
     return result
 
