@@ -16,7 +16,7 @@ Each finding says "holds", "does not hold" or "inconclusive" and gives every mod
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "BACKGROUND_OBJECTS",
     "N_BOOT",
     "grid_text",
+    "causal_deltas",
     "r_pc_enrichment_ci",
     "top_cues",
     "finding2_enrichment_cases",
@@ -208,3 +209,28 @@ def landmark_enrichment_findings(per_pair: Mapping[str, np.ndarray], per_query: 
         f"paired over {int(both.sum())} query images: enrichment {mx[0]} (grid {grids.get(mx[0], '?')}) − "
         f"{av[0]} (grid {grids.get(av[0], '?')}) = {format_interval(diff)}, {state}")))
     return found
+
+
+def causal_deltas(ctx: Any, idx: np.ndarray, models: Sequence[str]) -> tuple[object, dict[str, np.ndarray]] | str:
+    """``(twins, model -> (N, P) Δ)`` from object-removal twins (cached predictions shared with the
+    causal experiment), or the reason they are unavailable."""
+    from evaluation.experiments.causal import cities_entry, model_twin_probabilities
+    from evaluation.twins import causal_importance
+    from models.datasets.rebuild import cities_config_of
+    from models.datasets.twins import render_twins
+
+    dataset = cities_entry(ctx)
+    if dataset is None or ctx.data.ids is None:
+        return "no classifier was trained on the synthetic cities or the images have no ids"
+    try:
+        twins = render_twins(ctx.image_ids(idx), int(dataset["image_size"]), int(dataset["seed"]),
+                             cities_config_of(dataset))
+    except ValueError as err:
+        return str(err)
+    if not np.array_equal(twins.images, ctx.data.images[idx]):
+        return "the rendered twins differ from the evaluation images"
+    deltas = {}
+    for m in models:
+        probs = model_twin_probabilities(ctx, m, twins)
+        deltas[m] = causal_importance(probs["scene"], probs["without"])
+    return twins, deltas

@@ -439,41 +439,17 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def _causal_deltas(ctx: Context, idx: np.ndarray, models: Sequence[str]) -> tuple[object, dict[str, np.ndarray]] | str:
-    """``(twins, model -> (N, P) Δ)`` from object-removal twins (cached predictions shared with the
-    causal experiment), or the reason they are unavailable."""
-    from evaluation.experiments.causal import cities_entry, model_twin_probabilities
-    from evaluation.twins import causal_importance
-    from models.datasets.rebuild import cities_config_of
-    from models.datasets.twins import render_twins
-
-    dataset = cities_entry(ctx)
-    if dataset is None or ctx.data.ids is None:
-        return "no classifier was trained on the synthetic cities or the images have no ids"
-    try:
-        twins = render_twins(ctx.image_ids(idx), int(dataset["image_size"]), int(dataset["seed"]),
-                             cities_config_of(dataset))
-    except ValueError as err:
-        return str(err)
-    if not np.array_equal(twins.images, ctx.data.images[idx]):
-        return "the rendered twins differ from the evaluation images"
-    deltas = {}
-    for m in models:
-        probs = model_twin_probabilities(ctx, m, twins)
-        deltas[m] = causal_importance(probs["scene"], probs["without"])
-    return twins, deltas
-
-
 def _finding2(ctx: Context, idx: np.ndarray, heat: Mapping[str, np.ndarray], stats: Mapping[str, ObjectStats],
               label_maps: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
               planted: Mapping[int, set[int]], section: Section) -> Finding:
     """Finding 2 restated (issue 12): the top causal cue's R_pc enrichment vs sky, road, building."""
-    from evaluation.findings import BACKGROUND_OBJECTS, finding2_enrichment, finding2_enrichment_cases, grid_text, top_cues
+    from evaluation.findings import (BACKGROUND_OBJECTS, causal_deltas, finding2_enrichment, finding2_enrichment_cases,
+                                     grid_text, top_cues)
 
     class_names = list(ctx.data.class_names)
     to_idx = {v: k for k, v in names.items()}
     background = [to_idx[n] for n in BACKGROUND_OBJECTS if n in to_idx]
-    twins = _causal_deltas(ctx, idx, list(heat)) if ctx.data.label_maps is not None else "no ground-truth label maps"
+    twins = causal_deltas(ctx, idx, list(heat)) if ctx.data.label_maps is not None else "no ground-truth label maps"
     if isinstance(twins, str):
         source = f"the highest R_pc among the planted objects (causal Δ unavailable: {twins})"
     else:
