@@ -31,10 +31,24 @@ class Finding:
     title: str
     holds: bool | None
     evidence: str
+    #: Set (with ``holds = None``) when the intervals overlap: neither holds nor does not hold.
+    inconclusive: bool = False
 
     @property
     def verdict(self) -> str:
+        if self.holds is None and self.inconclusive:
+            return "inconclusive"
         return {True: "holds", False: "does not hold", None: "not evaluated"}[self.holds]
+
+    @classmethod
+    def from_verdict(cls, title: str, verdict: str | None, evidence: str) -> "Finding":
+        """A finding from "holds", "does not hold", "inconclusive" or ``None`` (not evaluated)."""
+        states = {"holds": (True, False), "does not hold": (False, False), "inconclusive": (None, True),
+                  None: (None, False)}
+        if verdict not in states:
+            raise ValueError(f"unknown verdict {verdict!r}; accepted: {list(states)}")
+        holds, inconclusive = states[verdict]
+        return cls(title, holds, evidence, inconclusive)
 
 
 @dataclass
@@ -83,6 +97,7 @@ td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figcaption{font-size:.9em;color:#444;margin-bottom:.3em}
 img{max-width:100%;border:1px solid #eee}.note{font-size:.85em;color:#555}
 .holds{color:#0a6b00;font-weight:bold}.fails{color:#b00000;font-weight:bold}.na{color:#777}
+.inc{color:#a06000;font-weight:bold}
 code,pre{background:#f6f6f6;padding:.1em .3em}
 """
 
@@ -115,7 +130,7 @@ def write_report(
     if findings:
         parts.append("<h2>Reference findings (SPEC.md §4)</h2><ol>")
         for f in findings:
-            cls = {True: "holds", False: "fails", None: "na"}[f.holds]
+            cls = {"holds": "holds", "does not hold": "fails", "inconclusive": "inc"}.get(f.verdict, "na")
             parts.append(
                 f'<li>{html.escape(f.title)}: <span class="{cls}">{f.verdict}</span> '
                 f"— {html.escape(f.evidence)}</li>"

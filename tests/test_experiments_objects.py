@@ -82,20 +82,6 @@ def test_finding2_cases_min_planted_vs_max_shared():
     assert got == [("m1", "ca", "earth", "sky", True), ("m1", "cb", "signboard", "sky", False),
                    ("m2", "ca", "skyscraper", "road", True), ("m2", "cb", "signboard", "", None)]
     assert cases[0]["planted_min"] == 0.5 and cases[0]["shared_max"] == 0.3
-    f = ob.finding2(cases, 0.5, {0.6: cases[:2]})
-    assert f.holds is True  # 2 of 3 evaluated
-    assert "2 of 3" in f.evidence and "θ=0.6: 1 of 2" in f.evidence
-    assert "0.500 (earth) > max shared 0.300 (sky)" in f.evidence
-
-
-def test_finding2_needs_a_strict_majority_and_cases():
-    half = [{"model": "a", "class": "x", "planted_min": 0.5, "planted_object": "p", "shared_max": 0.4,
-             "shared_object": "s", "holds": True},
-            {"model": "a", "class": "y", "planted_min": 0.1, "planted_object": "p", "shared_max": 0.4,
-             "shared_object": "s", "holds": False}]
-    assert ob.finding2(half, 0.5).holds is False
-    assert ob.finding2([], 0.5).holds is None
-    assert ob.finding2([{**half[0], "holds": None}], 0.5).holds is None
 
 
 def test_object_kinds_maps_names_to_indices():

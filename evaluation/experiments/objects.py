@@ -65,7 +65,6 @@ __all__ = [
     "r_pc_table",
     "mean_pixels_table",
     "finding2_cases",
-    "finding2",
     "agreement_table",
     "run",
 ]
@@ -262,27 +261,6 @@ def _tally(cases: Sequence[dict]) -> tuple[int, int]:
     return sum(bool(c["holds"]) for c in ev), len(ev)
 
 
-def finding2(cases: Sequence[dict], theta: float, other: Mapping[float, Sequence[dict]] | None = None) -> Finding:
-    """SPEC §4 finding 2: holds when it holds for a strict majority of the evaluated cases."""
-    title = ("R_pc of a planted discriminative object of a class exceeds R_pc of every object shared by "
-             "all classes")
-    k, n = _tally(cases)
-    if n == 0:
-        return Finding(title, None, "no (model, class) case has both planted and shared objects present "
-                                    "(needs label maps and known planted objects)")
-    parts = []
-    for c in cases:
-        if c["holds"] is None:
-            continue
-        parts.append(f"{c['model']}/{c['class']}: min planted {c['planted_min']:.3f} ({c['planted_object']}) "
-                     f"{'>' if c['holds'] else '≤'} max shared {c['shared_max']:.3f} ({c['shared_object']})")
-    evidence = f"θ={theta}: holds in {k} of {n} (model, class) cases — " + "; ".join(parts)
-    for th, oc in (other or {}).items():
-        k2, n2 = _tally(oc)
-        evidence += f". At θ={th}: {k2} of {n2} cases"
-    return Finding(title, k > n / 2, evidence)
-
-
 def agreement_table(curves: Mapping[tuple[str, float], Mapping[str, np.ndarray]], thresholds: np.ndarray) -> Table:
     """Rows (model, θ, strict|lenient), columns the thresholds t."""
     t = Table("objects_agreement", "Agreement of the top explanation objects with the annotations "
@@ -353,7 +331,9 @@ def run(ctx: Context) -> Section:
     if data.label_maps is None and seg_maps is None:
         section.text += ("\n\nThe evaluation images have no object label maps, so the object histograms, R_pc and the "
                          "annotation agreement are not computed (give --labels-dir with real data, or --segmenter).")
-        section.findings.append(finding2([], THETAS[0]))
+        from evaluation.findings import finding2_enrichment
+
+        section.findings.append(finding2_enrichment([], THETAS[0], "nowhere (no label maps)"))
         return section
 
     label_maps = data.label_maps[idx] if data.label_maps is not None else seg_maps
@@ -410,16 +390,18 @@ def run(ctx: Context) -> Section:
         k, n = _tally(finding2_cases({m: s.ratios for m, s in seg_stats[THETAS[0]].items()}, class_names, names,
                                      planted, shared))
         k0, n0 = _tally(cases[THETAS[0]])
-        section.text += (f"\n\nWith the label maps of segmenter {segmenter!r} instead of the ground truth, finding 2 "
-                         f"(θ = {THETAS[0]}) holds in {k} of {n} (model, class) cases (ground truth: {k0} of {n0}).")
-    ft = Table("objects_finding2", f"Finding 2 per (model, class) at θ = {THETAS[0]}: min R_pc of the planted objects "
-               f"present vs max R_pc of the shared objects present ({', '.join(SHARED_OBJECTS)})",
+        section.text += (f"\n\nWith the label maps of segmenter {segmenter!r} instead of the ground truth, the strict "
+                         f"rule (min planted R_pc > max shared R_pc, θ = {THETAS[0]}) holds in {k} of {n} (model, class) cases (ground truth: {k0} of {n0}).")
+    ft = Table("objects_finding2", f"Strict rule at θ = {THETAS[0]} (not the finding: fails even for a perfect map of "
+               f"one planted object): min R_pc of the planted objects present vs max R_pc of the shared objects "
+               f"present ({', '.join(SHARED_OBJECTS)})",
                ["model", "class", "min planted R_pc", "planted object", "max shared R_pc", "shared object", "holds"])
     for c in cases[THETAS[0]]:
         ft.add(c["model"], c["class"], c["planted_min"], c["planted_object"], c["shared_max"], c["shared_object"],
                "" if c["holds"] is None else ("yes" if c["holds"] else "no"))
     section.tables.append(ft)
-    section.findings.append(finding2(cases[THETAS[0]], THETAS[0], {th: cases[th] for th in THETAS[1:]}))
+    heat = {m: _at_size(results[m]["heatmap"], label_maps.shape[1:]) for m in models}
+    section.findings.append(_finding2(ctx, idx, heat, stats[THETAS[0]], label_maps, labels, names, planted, section))
 
     # annotation agreement (seed 000 Figs. 11, 12)
     ann_path = ctx.config.annotations
@@ -455,3 +437,44 @@ def run(ctx: Context) -> Section:
 
     ctx.results["objects"] = {"finding2_cases": cases[THETAS[0]]}
     return section
+
+
+def _finding2(ctx: Context, idx: np.ndarray, heat: Mapping[str, np.ndarray], stats: Mapping[str, ObjectStats],
+              label_maps: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
+              planted: Mapping[int, set[int]], section: Section) -> Finding:
+    """Finding 2 restated (issue 12): the top causal cue's R_pc enrichment vs sky, road, building."""
+    from evaluation.findings import (BACKGROUND_OBJECTS, causal_deltas, finding2_enrichment, finding2_enrichment_cases,
+                                     grid_text, top_cues)
+
+    class_names = list(ctx.data.class_names)
+    to_idx = {v: k for k, v in names.items()}
+    background = [to_idx[n] for n in BACKGROUND_OBJECTS if n in to_idx]
+    twins = causal_deltas(ctx, idx, list(heat)) if ctx.data.label_maps is not None else "no ground-truth label maps"
+    if isinstance(twins, str):
+        source = f"the highest R_pc among the planted objects (causal Δ unavailable: {twins})"
+    else:
+        source = "the causal Δ of object-removal twins (largest mean p_y(I) − p_y(I without it))"
+    cases = []
+    for m, h in heat.items():
+        if isinstance(twins, str):
+            r = stats[m].ratios
+            cues = {c: max(ps, key=lambda p: (np.nan_to_num(r[c, p], nan=-1.0), -p)) for c, ps in planted.items() if ps}
+        else:
+            tw, deltas = twins
+            planted_names = {c: [names.get(p, str(p)) for p in ps] for c, ps in planted.items()}
+            cues = {c: to_idx[n] for c, (n, _) in top_cues(deltas[m], tw.present, labels, tw.objects,
+                                                           planted_names).items() if n in to_idx}
+        mask_share = threshold(h, THETAS[0]).mean(axis=(1, 2))
+        cases += finding2_enrichment_cases(m, grid_text(ctx.models[m].target_shape), stats[m].inside, stats[m].total,
+                                           mask_share, labels, class_names, names, cues, background)
+    t = Table("objects_finding2_enrichment", f"Finding 2 per (model, class) at θ = {THETAS[0]}: R_pc enrichment of the "
+              "top cue vs the background objects present in every image, 95% bootstrap intervals over images",
+              ["model", "grid", "class", "object", "role", "enrichment", "low", "high", "verdict"], digits=3,
+              note=f"top cue from {source}")
+    for c in cases:
+        if c["cue_ci"] is not None:
+            t.add(c["model"], c["grid"], c["class"], c["cue"], "top cue", *c["cue_ci"], c["verdict"] or "")
+        for n, iv in c["background"].items():
+            t.add(c["model"], c["grid"], c["class"], n, "background", *iv, "")
+    section.tables.append(t)
+    return finding2_enrichment(cases, THETAS[0], source)

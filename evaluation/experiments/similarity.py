@@ -14,7 +14,7 @@ import numpy as np
 
 from evaluation import plots
 from evaluation.pipeline import Context, experiment
-from evaluation.report import Finding, Section
+from evaluation.report import Section
 from evaluation.tables import Table
 
 __all__ = ["topk_share", "landmark_mass_share", "retrieval_precision", "run"]
@@ -90,6 +90,9 @@ def run(ctx: Context) -> Section:
     curves: dict[str, np.ndarray] = {}
     ks = None
     shares_all: dict[str, float] = {}
+    per_pair: dict[str, np.ndarray] = {}
+    per_query: dict[str, np.ndarray] = {}
+    poolings: dict[str, str] = {}
     example_rows, example_titles = [], []
     for model in ctx.embeddings:
         emb, _ = ctx.client.embed(model, images)
@@ -120,6 +123,8 @@ def run(ctx: Context) -> Section:
         curves[model] = np.nanmean(topk_share(emb[q], emb[r], ks), axis=0)
         pooling = ctx.models[model].card.get("pooling", "") if ctx.models[model].card else ""
         shares_all[model] = float(np.nanmean(share[same])) if same.any() else float("nan")
+        per_pair[model], per_query[model] = _enrichments(share, area, same, len(idx), k_top)
+        poolings[model] = str(pooling)
         table.add(model, pooling, retrieval_precision(sims, labels, 1), retrieval_precision(sims, labels, k_top),
                   region_prec, shares_all[model], float(np.nanmean(area[same])) if same.any() else float("nan"), int(same.sum()))
         # examples: the first three queries with their best retrieval
@@ -161,13 +166,10 @@ def run(ctx: Context) -> Section:
         for i, k in enumerate(ks):
             curve_table.add(int(k), *[float(curves[m][i]) for m in curves])
         section.tables.append(curve_table)
-    valid = {m: s for m, s in shares_all.items() if np.isfinite(s)}
-    title = "Similarity maps of same-landmark pairs put most of their mass on the landmark object"
-    if valid:
-        holds = all(s > 0.5 for s in valid.values())
-        section.findings.append(Finding(title, holds, "; ".join(f"{m}: {s:.2f} of the positive map mass on the landmark" for m, s in valid.items())))
-    else:
-        section.findings.append(Finding(title, None, "no same-landmark pairs with label maps"))
+    from evaluation.findings import grid_text, landmark_enrichment_findings
+
+    section.findings += landmark_enrichment_findings(
+        per_pair, per_query, poolings, {m: grid_text(ctx.models[m].target_shape) for m in per_pair})
     section.text = (
         "Each query is paired with its top-3 retrievals. A similarity map decomposes the cosine similarity over "
         "the target-layer cells (it sums to s); the landmark mass share is the share of a map's positive mass "
@@ -175,6 +177,19 @@ def run(ctx: Context) -> Section:
         "query map summed inside the landmark region."
     )
     return section
+
+
+def _enrichments(share: np.ndarray, area: np.ndarray, same: np.ndarray, queries: int,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Landmark enrichment (mass share / area share) of each same-landmark pair, and its mean per query
+    (NaN for a query without a same-landmark pair among its ``k`` retrievals)."""
+    from evaluation.intervals import enrichment
+
+    e = np.where(same, enrichment(share, area), np.nan)
+    grid = e.reshape(queries, k)
+    counts = np.isfinite(grid).sum(axis=1)
+    per_query = np.where(counts > 0, np.nansum(grid, axis=1) / np.maximum(counts, 1), np.nan)
+    return e[same], per_query
 
 
 def _norm(m: np.ndarray) -> np.ndarray:
