@@ -391,6 +391,8 @@ class _Pass:
         if path == self.view.classifier_layer:
             return self._wrap_classifier(path, layer, call)
         kind = self._kind(path, layer)
+        if kind == "gate_source":
+            _check_gate(path, layer)  # a sigmoid on the main path would silently block the signal
 
         def wrapped(*args, **kwargs):
             y = call(*args, **kwargs)
