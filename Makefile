@@ -10,7 +10,7 @@ PRESET ?= small
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv demo test test-slow test-docker test-gpu test-apps bench clean
+.PHONY: venv demo test test-slow test-docker test-gpu test-apps test-ci-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-slow: $(STAMP)
 # The keras.applications export matrix (issue 11): ten families, 30-120 s each on two cores.
 test-apps: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_export_applications.py
+
+# The slow suites CI runs after `make test` (tiny fixtures built once for all of them).
+CI_SLOW_TESTS = tests/test_evaluation_e2e.py tests/test_causal.py tests/test_segmenter.py \
+	tests/test_distributed_training.py tests/test_folder_training.py tests/test_experiments_faithfulness.py
+test-ci-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(CI_SLOW_TESTS)
 
 test-docker: $(STAMP)
 	$(PY) -m pytest -q -m docker

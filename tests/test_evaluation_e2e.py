@@ -43,6 +43,7 @@ def full_report(server, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the full report through a server (~3 min); `make test-ci-slow`
 def test_report_has_every_section(full_report):
     from evaluation.pipeline import experiment_keys
 
@@ -64,6 +65,7 @@ def test_report_has_every_section(full_report):
     assert all(0.0 <= r[2] <= 1.0 for r in rows)
 
 
+@pytest.mark.slow  # the full report through a server (~3 min); `make test-ci-slow`
 def test_second_run_resumes_from_cache(full_report, server):
     before = _tables(full_report)
     assert evaluation_main(["--server", server.address, "--out", str(full_report), *SMALL]) == 0

@@ -88,6 +88,7 @@ def test_resize_helpers_match_tensorflow():
 
 
 # ------------------------------------------------------------------------------------ training
+@pytest.mark.slow  # trains the tiny segmenter (~60 s) and evaluates through a server; `make test-ci-slow`
 def test_tiny_segmenter_beats_the_majority_baseline(tiny_segmenter):
     r = tiny_segmenter
     test = r.test_images
@@ -105,6 +106,7 @@ def test_tiny_segmenter_beats_the_majority_baseline(tiny_segmenter):
 
 
 # ------------------------------------------------------------------------------------ export
+@pytest.mark.slow  # trains the tiny segmenter (~60 s) and evaluates through a server; `make test-ci-slow`
 def test_export_signatures_equal_keras_argmax_and_card(tiny_segmenter, exported):
     import tensorflow as tf
 
@@ -149,6 +151,7 @@ def server(root_with_segmenter):
         yield srv
 
 
+@pytest.mark.slow  # trains the tiny segmenter (~60 s) and evaluates through a server; `make test-ci-slow`
 def test_registry_serves_classifiers_beside_a_segmenter(server, tiny_segmenter):
     from serving.client import ExplanationClient
 
@@ -165,6 +168,7 @@ def _table(out, name):
     return json.loads((out / "tables" / f"{name}.json").read_text())
 
 
+@pytest.mark.slow  # trains the tiny segmenter (~60 s) and evaluates through a server; `make test-ci-slow`
 def test_evaluation_with_segmenter_writes_the_side_by_side_table(root_with_segmenter, server, tmp_path):
     import tensorflow as tf
 
@@ -215,6 +219,7 @@ def test_evaluation_with_segmenter_writes_the_side_by_side_table(root_with_segme
     assert "R_pc (segmenter)" in html and "objects_r_pc_segmenter_difference_theta50.png" in html
 
 
+@pytest.mark.slow  # trains the tiny segmenter (~60 s) and evaluates through a server; `make test-ci-slow`
 def test_train_segmenter_command(tmp_path, capsys):
     from models.__main__ import main
     from models.export import read_card
@@ -233,6 +238,7 @@ def test_train_segmenter_command(tmp_path, capsys):
     assert "[segmenter] 192/64/64 scenes at 32 px, 12 classes" in out and f"exported {(tmp_path / 'seg32' / '1').resolve()}" in out
 
 
+@pytest.mark.slow  # trains the tiny segmenter (~60 s) and evaluates through a server; `make test-ci-slow`
 def test_evaluation_without_ground_truth_uses_the_segmenter_alone(root_with_segmenter, server, tmp_path):
     from PIL import Image
 
