@@ -64,7 +64,8 @@ def test_export_serve_and_ask_with_a_stock_client(saved, tmp_path):
                         "--preprocessing", "raw", "--class-names", "street,park,harbour")
     assert code == 0, out
     assert f"exported {root / 'user' / '1'}" in out
-    assert "methods exported: excitation_backprop, gradcam" in out and "target layer: conv2" in out
+    exported = out.split("methods exported: ", 1)[1].splitlines()[0].split(", ")
+    assert {"excitation_backprop", "gradcam", "integrated_gradients"} <= set(exported) and "target layer: conv2" in out
     (tmp_path / "classes.txt").write_text("street\npark\n\nharbour\n")
     code, out = run_cli(str(d / "user.h5"), "--name", "user", "--model-root", str(root), "--preprocessing", "raw",
                         "--class-names-file", str(tmp_path / "classes.txt"))

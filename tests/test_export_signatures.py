@@ -19,6 +19,11 @@ ATOL = 1e-5
 #: the negated classifier), so the float32 rounding of the graph and of the eager run differs by
 #: up to about 1e-4 of the normalised map where the difference is small.
 ATOL_CONTRASTIVE = 2e-4
+#: Integrated Gradients sums 64 gradients along a path; a path point that sits on a ReLU kink
+#: rounds differently in the SavedModel graph and the eager run, flipping a unit on or off, so a
+#: few pixels of the normalised map differ by up to ~1e-2 (measured; the map's other pixels agree
+#: to 1e-5).
+ATOL_IG = 2e-2
 
 
 def _latest(root, name):
@@ -49,9 +54,13 @@ def test_classifier_signatures_equal_in_process(arch, tiny_model_root, tiny_clas
             extra["dilations"] = tf.constant(2, tf.int32)
         if name == "excitation_backprop":
             extra["contrastive"] = tf.constant(True)
-        got = loaded.signatures[name](images=images, **extra)
+        signature = loaded.signatures[name]
+        for key, spec in signature.structured_input_signature[1].items():
+            if key not in ("images", *extra):  # the method's other inputs at their declared defaults
+                extra[key] = tf.constant(registry.get(name).params[key], spec.dtype)
+        got = signature(images=images, **extra)
         want = registry.get(name).fn(view, x, **extra)
-        atol = ATOL_CONTRASTIVE if name == "excitation_backprop" else ATOL
+        atol = {"excitation_backprop": ATOL_CONTRASTIVE, "integrated_gradients": ATOL_IG}.get(name, ATOL)
         for key in ("heatmap", "heatmap_upsampled", "class_index"):
             np.testing.assert_allclose(got[key].numpy(), np.asarray(want[key]), atol=atol, err_msg=f"{arch}/{name}/{key}")
         assert got["heatmap"].numpy().max() > 0.5, f"{arch}/{name} gives an empty map"
