@@ -64,7 +64,7 @@ def test_small_and_paper_presets_use_the_papers_recipe():
     tiny = P.get_preset("tiny")
     assert tiny.image_size == 96 and tiny.image_size >= A.min_input_size("simple")
     assert tiny.learning_rate == 1e-3  # the one deliberate deviation, documented in models.presets
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; accepted: \['paper', 'small', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; accepted: \['paper', 'small', 'small-balanced', 'tiny', 'tiny-balanced'\]"):
         P.get_preset("huge")
     with pytest.raises(ValueError, match=r"unknown model name 'vgg16'; accepted: \['vgg11'"):
         P.resolve_names("vgg11,vgg16")
@@ -159,7 +159,9 @@ def test_best_weights_are_kept_and_checkpointed_atomically(micro_cities, tmp_pat
     assert r.history["learning_rate"] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
     assert float(r.model.optimizer.learning_rate) == pytest.approx(1e-4)
     val_acc = r.history["val_accuracy"]
-    assert r.best_epoch == int(np.argmax(val_acc))  # first best (ties broken by val loss)
+    # The best epoch: highest validation accuracy, ties broken by the lower validation loss.
+    keys = [(a, -l) for a, l in zip(val_acc, r.history["val_loss"])]
+    assert r.best_epoch == max(range(len(keys)), key=lambda e: keys[e])
     assert r.val_accuracy == pytest.approx(max(val_acc))
     assert ckpt.exists() and [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]
     fresh = A.vgg11(32, 2, 0.0625)
@@ -499,7 +501,7 @@ def test_cli_help_and_errors():
     for option in ("--preset", "--out", "--seed", "--only", "--epochs", "--quiet"):
         assert option in r.stdout
     r = _cli("train", "--preset", "huge")
-    assert r.returncode == 2 and "unknown preset 'huge'; accepted: ['paper', 'small', 'tiny']" in r.stderr
+    assert r.returncode == 2 and "unknown preset 'huge'; accepted: ['paper', 'small', 'small-balanced', 'tiny', 'tiny-balanced']" in r.stderr
     r = _cli("train", "--only", "vgg16")
     assert r.returncode == 2 and "unknown model name 'vgg16'" in r.stderr
 
