@@ -45,6 +45,8 @@ class App:
     eb_reason: str | None = None  # a fragment of the reason excitation backprop is left out
     include_top: bool = True  # False: pooling="avg" + a Dense head (the family's top is not a Dense)
     kwargs: tuple[tuple[str, Any], ...] = ()
+    #: An explicit target layer where the automatic one is not a Keras layer tf-keras-vis can address.
+    target: str | None = None
 
 
 APPS = [
@@ -56,7 +58,10 @@ APPS = [
     App("EfficientNetB0", "raw", eb_reason="'silu'"),
     App("EfficientNetV2B0", "raw", eb_reason="'silu'"),
     App("DenseNet121", "torch"),
-    App("ConvNeXtTiny", "raw", eb_reason="LayerNormalization"),
+    # Keras 3 builds ConvNeXt's residual sums as graph operations (``x + y``), not layers: the
+    # automatic target (the last sum, e.g. ``add_17``) is fine for the project, but tf-keras-vis
+    # can only address layers, so the comparison uses the last block's branch output.
+    App("ConvNeXtTiny", "raw", eb_reason="LayerNormalization", target="convnext_tiny_stage_3_block_2_identity"),
     App("InceptionV3", "tf", size=96),
     App("Xception", "tf", size=96),
 ]
@@ -126,8 +131,10 @@ def assert_close_maps(ours: np.ndarray, ref: np.ndarray, tol: float = 1e-4) -> N
 
 def check_export(app: App, model: keras.Model, root: Path) -> dict[str, Any]:
     """Export ``model``, compare predictions and Grad-CAM, return the card."""
-    version = export_classifier(model, root / app.builder.lower(), class_names=["a", "b", "c"], preprocessing=app.mode)
+    version = export_classifier(model, root / app.builder.lower(), class_names=["a", "b", "c"],
+                                preprocessing=app.mode, target_layer=app.target)
     card = read_card(version)
+    assert app.target is None or card["target_layer"] == app.target
     loaded = tf.saved_model.load(str(version))
     x = pixels(app.size)
     pre = preprocess(app, x)
