@@ -112,6 +112,8 @@ def randomisation_maps(
     """
     import tensorflow as tf
 
+    from explain import registry  # the declared defaults of the methods' extra signature inputs
+
     obj = tf.saved_model.load(str(version_dir))
     variables = list(obj.model_variables)
     groups = sa.layer_groups([v.name for v in variables])
@@ -126,7 +128,12 @@ def randomisation_maps(
         out = {}
         for m in methods:
             fn = obj.signatures[m]
-            extra = {k: tf.constant(v) for k, v in _SINGLE_PASS_INPUTS.items() if k in fn.structured_input_signature[1]}
+            specs = fn.structured_input_signature[1]
+            extra = {k: tf.constant(v) for k, v in _SINGLE_PASS_INPUTS.items() if k in specs}
+            declared = registry.get(m).params
+            for k, spec in specs.items():  # the method's other inputs at their declared defaults
+                if k not in ("images", "class_index", *extra) and k in declared:
+                    extra[k] = tf.constant(declared[k], spec.dtype)
             out[m] = fn(images=x, class_index=idx, **extra)["heatmap_upsampled"].numpy()
         return out
 
