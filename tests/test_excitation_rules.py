@@ -67,23 +67,14 @@ def test_depthwise_rule_by_hand():
                 if z > 0:
                     expected[i:i + 2, j:j + 2, c] += patch * wp[:, :, c] * p / z
     # The input signal of dw is read at the model input: ask for it through a 1-layer model.
-    inp_signal = _input_signal(model, x, "dw")
+    inp_signal = _input_signal(model, x)
     assert expected.sum() > 0.1
     np.testing.assert_allclose(inp_signal, expected, rtol=1e-5, atol=1e-7)
 
 
-def _input_signal(model, x, first_layer):
-    """MWP signal at the input of ``first_layer`` (the image), from the custom gradients."""
-    from explain.excitation import _Pass
-
-    view = ModelView(model)
-    rec = _Pass(view)
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        r = view.run(xt, call_wrapper=rec.wrap)
-    onehot = tf.one_hot([0], r.logits.shape[-1])
-    return tape.gradient(r.logits, xt, output_gradients=onehot).numpy()[0]
+def _input_signal(model, x, class_index=0):
+    """MWP signal at the image of the first image of ``x`` (the custom gradients end to end)."""
+    return _input_signal_class(model, x, class_index)[0]
 
 
 def test_separable_equals_depthwise_then_pointwise():
@@ -113,6 +104,7 @@ def test_separable_equals_depthwise_then_pointwise():
 
 
 def _input_signal_class(model, x, c):
+    """MWP signal at the image ``(N, H, W, 3)`` for class ``c`` of every image."""
     from explain.excitation import _Pass
 
     view = ModelView(model)
@@ -136,7 +128,7 @@ def test_relu6_passes_clipped_units_and_conserves_mass():
     # z = GAP(relu6) · W⁺: channel 0 gives 6, channel 1 gives 0.9 -> shares 6/6.9 and 0.9/6.9.
     np.testing.assert_allclose(sig["conv"][0].sum(axis=(0, 1)), [6 / 6.9, 0.9 / 6.9], rtol=1e-5)
     assert sig["conv"].sum() == pytest.approx(1.0, rel=1e-6)
-    np.testing.assert_allclose(_input_signal(model, x, "conv").sum(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(_input_signal(model, x).sum(), 1.0, rtol=1e-5)
 
 
 def test_squeeze_excitation_gate_is_a_fixed_weight():
@@ -152,7 +144,7 @@ def test_squeeze_excitation_gate_is_a_fixed_weight():
     np.testing.assert_allclose(sig["feat"], sig["excite"], rtol=1e-6)  # the gate takes nothing
     assert sig["feat"].sum() == pytest.approx(1.0, rel=1e-5)
     # The gate's own Conv2D has a sigmoid: the main path never needs its rule.
-    assert _input_signal(model, x, "feat").sum() == pytest.approx(1.0, rel=1e-4)
+    assert _input_signal(model, x).sum() == pytest.approx(1.0, rel=1e-4)
 
 
 def test_rescaling_normalization_and_preprocessing_pass_the_signal():
