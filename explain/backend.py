@@ -135,6 +135,13 @@ class SavedModelBackend(Backend):
         preprocessing: A :class:`models.preprocessing.Preprocessing` for a float input.
         signature: The serving signature to use (default ``serving_default``).
         how_to_declare: The sentence appended to the FAILED_PRECONDITION message.
+        activation_key: The signature output with the target-layer activations (explanation
+            metadata ``cnnExplain.activationOutputName``), for Score-CAM and the Grad-CAM family.
+
+    Gradients of a signature without ``predict_float`` go through its flat graph
+    (:class:`explain.signature_graph.SignatureGraph`): with respect to the image in ``[0, 1]``
+    (a uint8 input: with respect to the float its ``Cast`` produces, ``255·u``), of the class
+    logit when the score output is a softmax (else of ``log p``).
     """
 
     def __init__(
@@ -147,6 +154,7 @@ class SavedModelBackend(Backend):
         preprocessing: Any = None,
         signature: str = "serving_default",
         how_to_declare: str = "",
+        activation_key: str | None = None,
     ) -> None:
         self.loaded = loaded
         self.signatures = dict(loaded.signatures)
@@ -171,6 +179,12 @@ class SavedModelBackend(Backend):
         self._input_range = input_range
         self._preprocessing = preprocessing
         self._how_to_declare = how_to_declare
+        if activation_key is not None and activation_key not in outputs:
+            raise MethodUnavailable(f"signature {signature!r} has no activation output {activation_key!r}; "
+                                    f"its outputs: {sorted(outputs)}")
+        self.activation_key = activation_key
+        self._graph: Any = None
+        self._graph_error = ""
 
     @property
     def feeds_floats(self) -> bool:
@@ -210,6 +224,10 @@ class SavedModelBackend(Backend):
         return self._call(self._to_input(images))[self._prob_key].numpy()
 
     def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if "features" not in self.signatures and self.activation_key is not None:
+            out = self._call(self._to_input(images))
+            scores = out[self._prob_key].numpy()
+            return out[self.activation_key].numpy(), np.log(np.maximum(scores, 1e-30))
         if "features" not in self.signatures:
             return super().features(images)
         out = self.signatures["features"](images=self._to_input(images))
@@ -222,20 +240,77 @@ class SavedModelBackend(Backend):
                                                  channel_mask=tf.convert_to_tensor(channel_mask, tf.float32))
         return out["logits"].numpy()
 
+    def gradient_reason(self) -> str | None:
+        """Why gradients w.r.t. the image are not available, or ``None`` when they are."""
+        if "predict_float" in self.signatures:
+            return None
+        if not self.feeds_floats:
+            return str(self._unknown_range())
+        try:
+            self.signature_graph()
+        except MethodUnavailable as err:
+            return str(err)
+        return None
+
+    def signature_graph(self) -> Any:
+        """The flat graph of the signature (built once; see :mod:`explain.signature_graph`).
+
+        Raises:
+            MethodUnavailable: the signature cannot be differentiated (the reason).
+        """
+        from explain.signature_graph import SignatureGraph, SignatureGraphError
+
+        if self._graph is None and not self._graph_error:
+            try:
+                self._graph = SignatureGraph(self.signatures[self._signature], self._input_key, self._prob_key,
+                                             self.activation_key)
+            except SignatureGraphError as err:
+                self._graph_error = f"signature {self._signature!r} is not differentiable: {err}"
+        if self._graph is None:
+            raise MethodUnavailable(self._graph_error)
+        return self._graph
+
+    def _graph_input(self, images: Any) -> tf.Tensor:
+        """``[0, 1]`` images → the float the flat graph takes (uint8 models: the cast ``255·u``)."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        if self._input_dtype == tf.uint8:
+            return images * 255.0
+        return tf.cast(self._to_model(images), tf.float32)
+
     def predict_tf(self, images: tf.Tensor) -> tf.Tensor:
         if "predict_float" in self.signatures:
             return self.signatures["predict_float"](images=images)["probabilities"]
-        if self._input_dtype.is_floating:  # a float signature is differentiable
+        if self.gradient_reason() is None:
+            return self.signature_graph().forward(self._graph_input(images))[0]
+        if self._input_dtype.is_floating and self.feeds_floats:  # a float signature is differentiable
             return self._call(tf.cast(self._to_model(images), self._input_dtype))[self._prob_key]
         return super().predict_tf(images)
 
     def logits_tf(self, images: tf.Tensor) -> tf.Tensor:
         if "predict_float" not in self.signatures:
+            if self.gradient_reason() is None:
+                scores, logits = self.signature_graph().forward(self._graph_input(images))
+                return logits if logits is not None else tf.math.log(tf.maximum(scores, 1e-30))
             return super().logits_tf(images)  # log of predict_tf's probabilities
         out = self.signatures["predict_float"](images=images)
         if "logits" in out:
             return out["logits"]
         return tf.math.log(tf.maximum(out["probabilities"], 1e-30))  # as the base class, one call
+
+    def activation_gradients(self, images: Any, class_index: Any) -> tuple[tf.Tensor, ...]:
+        """``(A, ∂y_c/∂A, y, c)`` at the declared activation output (Grad-CAM family), for
+        ``[0, 1]`` images; ``y`` are the logits (``log p`` without a softmax), ``c`` the resolved classes.
+
+        Raises:
+            MethodUnavailable: no activation output, or the signature is not differentiable.
+        """
+        if self.activation_key is None:
+            raise MethodUnavailable("the explanation metadata names no activation output "
+                                    "(cnnExplain.activationOutputName), so the Grad-CAM family has no target layer")
+        reason = self.gradient_reason()
+        if reason is not None:
+            raise MethodUnavailable(reason)
+        return self.signature_graph().activation_gradients(self._graph_input(images), class_index)
 
 
 def ablated_run(view: ModelView, images: tf.Tensor, channel_mask: tf.Tensor) -> tf.Tensor:

@@ -49,6 +49,7 @@ __all__ = [
     "ExplanationMetadata",
     "parse_metadata",
     "read_metadata",
+    "read_metadata_file",
     "write_metadata",
     "make_metadata",
 ]
@@ -255,10 +256,26 @@ def read_metadata(version_dir: str | Path) -> ExplanationMetadata | None:
     path = Path(version_dir) / METADATA_PATH
     if not path.is_file():
         return None
+    return _read_json(path, str(METADATA_PATH))
+
+
+def read_metadata_file(path: str | Path) -> ExplanationMetadata:
+    """The metadata in the file ``path`` (a server config's per-model ``explanation_metadata``).
+
+    Raises:
+        MetadataError: the file is missing, not JSON, or malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MetadataError(f"explanation metadata file {str(path)!r} does not exist")
+    return _read_json(path, str(path))
+
+
+def _read_json(path: Path, shown: str) -> ExplanationMetadata:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise MetadataError(f"{METADATA_PATH} is not valid JSON: {err}") from None
+        raise MetadataError(f"{shown} is not valid JSON: {err}") from None
     return parse_metadata(data)
 
 
@@ -271,6 +288,7 @@ def make_metadata(
     activation_output: str | None = None,
     visualization: Mapping[str, Any] | None = None,
     baselines: Sequence[Any] | None = None,
+    signature: str | None = None,
 ) -> dict[str, Any]:
     """A metadata document (checked with :func:`parse_metadata` before it is returned)."""
     inp: dict[str, Any] = {"inputTensorName": input_tensor, "modality": "image"}
@@ -284,7 +302,8 @@ def make_metadata(
     if class_names:
         out["indexDisplayNameMapping"] = list(class_names)
     doc: dict[str, Any] = {"inputs": {"image": inp}, "outputs": {"scores": out}, "framework": "tensorflow"}
-    project = {k: v for k, v in (("preprocessing", preprocessing), ("activationOutputName", activation_output)) if v}
+    project = {k: v for k, v in (("preprocessing", preprocessing), ("activationOutputName", activation_output),
+                                 ("signatureName", signature if signature != "serving_default" else None)) if v}
     if project:
         doc["cnnExplain"] = project
     parse_metadata(doc)

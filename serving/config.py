@@ -3,8 +3,10 @@
 Precedence: defaults < config file (``--config FILE``, JSON or TOML) < command-line flags.
 Every option has a ``--kebab-case`` flag; the TF Serving names (``--file_system_poll_wait_seconds``,
 ``--enable_batching``, ``--max_batch_size``, ...) are accepted as aliases. In a config file keys
-may use ``_`` or ``-``; a ``[models.<name>]`` table sets a per-model ``version_policy`` and
-``labels``::
+may use ``_`` or ``-``; a ``[models.<name>]`` table sets a per-model ``version_policy``,
+``labels`` and ``explanation_metadata`` (a Vertex-style explanation metadata file used for every
+version of the model instead of ``<version>/assets.extra/explanation_metadata.json``; a relative
+path is read from the directory the server runs in)::
 
     model_root = "runs/models"
     port = 8500
@@ -12,6 +14,8 @@ may use ``_`` or ``-``; a ``[models.<name>]`` table sets a per-model ``version_p
     [models.vgg11]
     version_policy = "latest:2"
     labels = { stable = 1, canary = 2 }
+    [models.resnet_foreign]
+    explanation_metadata = "/etc/explain/resnet_foreign.json"
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class ServerOptions:
     host: str = _opt("0.0.0.0", "address to bind; 127.0.0.1 keeps the server on loopback")
     version_policy: str = _opt("latest:1", "versions to serve: latest, latest:N, all, specific:V1,V2")
     version_labels: list = _opt([], "version label MODEL:LABEL=VERSION (repeatable), e.g. vgg11:stable=1", tf_name="version_label")
-    models: dict = _opt({}, "per-model settings (config file only): {name: {version_policy, labels}}", cli=False)
+    models: dict = _opt({}, "per-model settings (config file only): {name: {version_policy, labels, explanation_metadata}}", cli=False)
     file_system_poll_wait_seconds: float = _opt(2.0, "seconds between polls of the model root for new/removed versions (<= 0: load once at start)")
     warmup: str = _opt("all", "when a version loads, call every signature ('all'), only serving_default ('default') or none ('none') once on zeros", choices=("all", "default", "none"))
     enable_batching: bool = _opt(True, "merge concurrent requests for the same model and signature")
@@ -113,14 +117,18 @@ class ServerOptions:
         for name, cfg in (self.models or {}).items():
             if not isinstance(cfg, Mapping):
                 raise ValueError(f"models.{name} must be a table with version_policy and/or labels")
-            unknown = set(cfg) - {"version_policy", "labels"}
+            unknown = set(cfg) - {"version_policy", "labels", "explanation_metadata"}
             if unknown:
-                raise ValueError(f"models.{name}: unknown key(s) {sorted(unknown)}; accepted: ['labels', 'version_policy']")
+                raise ValueError(f"models.{name}: unknown key(s) {sorted(unknown)}; "
+                                 "accepted: ['explanation_metadata', 'labels', 'version_policy']")
+            metadata = cfg.get("explanation_metadata")
+            if metadata is not None and (not isinstance(metadata, str) or not metadata):
+                raise ValueError(f"models.{name}.explanation_metadata {metadata!r} must be the path of a JSON file")
             policy = VersionPolicy.parse(cfg["version_policy"]) if cfg.get("version_policy") else None
             labels = {str(k): int(v) for k, v in (cfg.get("labels") or {}).items()}
             if any(v < 1 for v in labels.values()):
                 raise ValueError(f"models.{name}.labels: versions must be positive integers; got {labels}")
-            out[name] = ModelConfig(policy, labels)
+            out[name] = ModelConfig(policy, labels, metadata)
         for name, labels in parse_version_labels(self.version_labels).items():
             out.setdefault(name, ModelConfig()).labels.update(labels)
         return out

@@ -239,8 +239,17 @@ def _images_input_name(sv: ServableVersion, signature: str = "serving_default") 
 
 
 def predict_probabilities(sv: ServableVersion, images: np.ndarray, ctx: CallContext) -> SignatureRun:
-    """``serving_default`` on uint8 images (classifiers: ``probabilities``, ``logits``)."""
-    return run_signature(sv, "serving_default", {_images_input_name(sv): images}, ctx, field="images")
+    """The serving signature on uint8 images (classifiers: ``probabilities``, ``logits``).
+
+    A model without a card is scored through its backend (the explanation metadata's input
+    scale and score output), under the key ``probabilities``."""
+    if not sv.card and sv.kind == "classifier":
+        start = time.perf_counter()
+        probs = sv.backend.predict(images.astype(np.float32) / 255.0)
+        return SignatureRun({"probabilities": np.asarray(probs, np.float32)}, int(images.shape[0]), 0.0,
+                            time.perf_counter() - start)
+    return run_signature(sv, sv.serving_signature, {_images_input_name(sv, sv.serving_signature): images}, ctx,
+                         field="images")
 
 
 # ---------------------------------------------------------------------------- methods and parameters
@@ -324,7 +333,9 @@ def resolve_params(method: Any, sv: ServableVersion, given: Mapping[str, Any], l
     resolved: dict[str, Any] = {}
     call: dict[str, Any] = {}
     if method.kind == "single_pass":
-        sig_inputs = sv.input_specs.get(method.name, {})
+        sig_inputs = sv.input_specs.get(method.name)
+        if sig_inputs is None:  # run in the service (explain.foreign): the registry's declared inputs
+            sig_inputs = {k: spec() for k, spec in method.signature_inputs.items()}
         for name, default in accepted.items():
             where = f"{field}[{name!r}]"
             value = _coerce(given[name], default, where) if name in given else default
@@ -449,7 +460,17 @@ def explain(
         raise InvalidArgument(f"{images.shape[0]} rows (images × top_k) exceed the server limit of {ctx.limits.max_images}", "top_k")
     resolved["target_layer"] = sv.target_layer
 
-    if method.kind == "single_pass":
+    if method.kind == "single_pass" and method.name not in sv.signatures:  # a model without a card
+        from explain.foreign import run_single_pass
+
+        start = time.perf_counter()
+        out = run_single_pass(method.name, sv.backend, images.astype(np.float32) / 255.0, classes,
+                              model_name=sv.name, **{k: v.item() if hasattr(v, "item") else v for k, v in call.items()})
+        compute_s += time.perf_counter() - start
+        batch_size = max(batch_size, images.shape[0])
+        heatmap = np.asarray(out.get("heatmap_upsampled", out["heatmap"]), np.float32)
+        lowres = np.asarray(out["heatmap"], np.float32) if out["heatmap"].shape != heatmap.shape else None
+    elif method.kind == "single_pass":
         inputs: dict[str, Any] = {"images": images, **call}
         if "class_index" in sv.input_specs[method.name]:
             inputs["class_index"] = classes

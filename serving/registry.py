@@ -142,10 +142,12 @@ class VersionPolicy:
 
 @dataclass
 class ModelConfig:
-    """Per-model configuration: version policy and version labels."""
+    """Per-model configuration: version policy, version labels, and the path of an explanation
+    metadata file used instead of each version's ``assets.extra/explanation_metadata.json``."""
 
     version_policy: VersionPolicy | None = None
     labels: dict[str, int] = field(default_factory=dict)
+    metadata_path: str | None = None
 
 
 @dataclass
@@ -169,6 +171,8 @@ class ServableVersion:
         num_classes: Number of classes, or ``None`` for embedding models and segmenters.
         target_layer, target_shape: The explained layer and its ``(h, w, K)``.
         signatures: Signature name → concrete function.
+        serving_signature: The signature that scores images: ``serving_default``, or the one the
+            explanation metadata names (``cnnExplain.signatureName``).
         input_specs, output_specs: Signature name → {tensor name → ``tf.TensorSpec``}.
         signature_defs: Signature name → ``SignatureDef`` proto (for ``GetModelMetadata``).
         methods: Registry method names usable on this version.
@@ -188,9 +192,16 @@ class ServableVersion:
         self.signatures: dict[str, Any] = dict(loaded.signatures)
         self.input_specs = {k: dict(fn.structured_input_signature[1]) for k, fn in self.signatures.items()}
         self.output_specs = {k: dict(fn.structured_outputs) for k, fn in self.signatures.items()}
-        if "serving_default" not in self.signatures:
-            raise ValueError("the SavedModel has no 'serving_default' signature")
-        default_out = self.output_specs["serving_default"]
+        self.serving_signature = "serving_default"
+        if metadata is not None and metadata.signature != "serving_default":
+            if metadata.signature not in self.signatures:
+                raise ValueError(f"the explanation metadata names signature {metadata.signature!r} "
+                                 f"(cnnExplain.signatureName); the SavedModel has {sorted(self.signatures)}")
+            self.serving_signature = metadata.signature
+        if self.serving_signature not in self.signatures:
+            raise ValueError("the SavedModel has no 'serving_default' signature (name another one in the explanation "
+                             f"metadata, cnnExplain.signatureName; it has {sorted(self.signatures)})")
+        default_out = self.output_specs[self.serving_signature]
         self.kind: str = card.get("kind") or ("embedding" if "embed" in self.signatures or "embedding" in default_out else "classifier")
         if self.kind not in KINDS:
             raise ValueError(f"model card kind {self.kind!r} is not supported; accepted: {list(KINDS)}")
@@ -215,6 +226,7 @@ class ServableVersion:
         self.preprocessing: str = self._preprocessing(card)
         self._backend: Any = None
         self._refuse_synthesis()
+        self._foreign_methods()
         self._lock = threading.Lock()
         self._inflight = 0
         self.state = State.AVAILABLE
@@ -224,7 +236,9 @@ class ServableVersion:
         size = card.get("input_size")
         if size:
             return tuple(int(s) for s in size)  # type: ignore[return-value]
-        spec = next(iter(self.input_specs["serving_default"].values()))
+        specs = self.input_specs[self.serving_signature]
+        md = self.metadata
+        spec = specs[md.input_tensor] if md is not None and md.input_tensor in specs else next(iter(specs.values()))
         dims = [spec.shape[i] for i in range(1, 4)]
         if any(d is None for d in dims):
             raise ValueError("the model card has no input_size and serving_default has no static image shape")
@@ -276,6 +290,34 @@ class ServableVersion:
                 self.methods.remove(name)
                 self.methods_left_out[name] = reason
 
+    def _foreign_methods(self) -> None:
+        """A classifier without a card: the gradient methods and the Grad-CAM family run in the
+        service on its signature (:mod:`explain.foreign`) where they apply; ``methods_left_out``
+        says why the others do not."""
+        from explain import registry as methods
+        from explain.backend import MethodUnavailable
+        from explain.foreign import applicable
+
+        if self.card or self.kind != "classifier":
+            return
+        try:
+            ok, left_out = applicable(self.backend)
+        except MethodUnavailable as err:
+            ok, left_out = [], {}
+            self.methods_left_out.update({n: str(err) for n in methods.names("single_pass", "classifier")
+                                          if n not in self.methods})
+        self.methods = sorted(set(self.methods) | set(ok))
+        for name in ok:
+            self.methods_left_out.pop(name, None)
+        self.methods_left_out.update(left_out)
+        for name in methods.names("single_pass", "classifier"):
+            if name not in self.methods and name not in left_out:
+                self.methods_left_out[name] = (f"{name!r} needs the model's own layers (a SavedModel exported by "
+                                               "`python -m models export`); a model without a card has none")
+        if "xrai" in self.methods and self.backend.gradient_reason() is not None:
+            self.methods.remove("xrai")
+            self.methods_left_out["xrai"] = self.backend.gradient_reason()
+
     @staticmethod
     def _preprocessing(card: Mapping[str, Any]) -> str:
         from models.preprocessing import PreprocessingError, resolve_preprocessing
@@ -316,6 +358,8 @@ class ServableVersion:
             "input_range": md.input_range,
             "preprocessing": resolve_preprocessing(md.preprocessing) if md.preprocessing else None,
             "how_to_declare": how,
+            "signature": self.serving_signature,
+            "activation_key": md.activation_output,
         }
 
     def card_json(self) -> str:
@@ -383,33 +427,38 @@ def _fingerprint(path: Path) -> tuple:
     return tuple(items)
 
 
-def _metadata_stamp(path: Path) -> tuple[int, int] | None:
-    """``(mtime_ns, size)`` of a version's explanation metadata file, or ``None`` without one."""
+def _metadata_stamp(path: Path, metadata_path: str | None = None) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a version's explanation metadata file (the configured
+    ``metadata_path`` when given), or ``None`` without one."""
     from models.metadata import METADATA_PATH
 
     try:
-        st = (path / METADATA_PATH).stat()
+        st = (Path(metadata_path) if metadata_path else path / METADATA_PATH).stat()
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
 
 
-def _read_metadata(name: str, version: int, path: Path) -> tuple[Any, str]:
+def _read_metadata(name: str, version: int, path: Path, metadata_path: str | None = None) -> tuple[Any, str]:
     """The version's explanation metadata, or ``(None, why)`` when its file is refused.
 
     A malformed file does not stop the version from serving ``serving_default``; the methods that
     need it answer FAILED_PRECONDITION naming the bad field."""
-    from models.metadata import MetadataError, read_metadata
+    from models.metadata import MetadataError, read_metadata, read_metadata_file
 
     try:
-        return read_metadata(path), ""
+        return (read_metadata_file(metadata_path) if metadata_path else read_metadata(path)), ""
     except MetadataError as err:
         log.error("model %r version %d: explanation metadata refused: %s", name, version, err)
         return None, str(err)
 
 
-def load_version(name: str, version: int, path: Path, warmup: str | bool = "all") -> ServableVersion:
+def load_version(name: str, version: int, path: Path, warmup: str | bool = "all",
+                 metadata_path: str | None = None) -> ServableVersion:
     """Load one version directory fully (SavedModel, signatures, card, optional warm-up call).
+
+    ``metadata_path``: an explanation metadata file to use instead of the version's own
+    ``assets.extra/explanation_metadata.json`` (the server config's per-model setting).
 
     Raises:
         _IncompleteVersion: no ``saved_model.pb`` yet.
@@ -442,21 +491,21 @@ def load_version(name: str, version: int, path: Path, warmup: str | bool = "all"
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"tf.saved_model.load failed: {first}") from exc
-    stamp = _metadata_stamp(path)
-    metadata, metadata_error = _read_metadata(name, version, path)
+    stamp = _metadata_stamp(path, metadata_path)
+    metadata, metadata_error = _read_metadata(name, version, path, metadata_path)
     sv = ServableVersion(name, version, path, loaded, card, signature_defs, metadata, metadata_error)
     sv.metadata_stamp = stamp
     mode = warmup if isinstance(warmup, str) else ("default" if warmup else "none")
     if mode not in ("all", "default", "none"):
         raise ValueError(f"warmup {warmup!r} is invalid; accepted: 'all', 'default', 'none'")
     if mode != "none":
-        names = sorted(sv.signatures) if mode == "all" else ["serving_default"]
+        names = sorted(sv.signatures) if mode == "all" else [sv.serving_signature]
         for sig in names:
             try:
                 warm_up_signature(sv, sig)
             except Exception as exc:  # noqa: BLE001
-                if sig == "serving_default":
-                    raise ValueError(f"warm-up call of serving_default failed: {str(exc).strip()[:200]}") from exc
+                if sig == sv.serving_signature:
+                    raise ValueError(f"warm-up call of {sig} failed: {str(exc).strip()[:200]}") from exc
                 log.warning("model %r version %d: warm-up of signature %r failed: %s", name, version, sig,
                             str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
     return sv
@@ -571,6 +620,11 @@ class ModelRegistry:
             log.warning("ignoring %s: it resolves to %s, outside the model root %s", path, resolved, self.root)
         return False
 
+    def metadata_path(self, name: str) -> str | None:
+        """The configured explanation metadata file of model ``name``, or ``None``."""
+        cfg = self.configs.get(name)
+        return cfg.metadata_path if cfg else None
+
     def policy_for(self, name: str) -> VersionPolicy:
         cfg = self.configs.get(name)
         return cfg.version_policy if cfg and cfg.version_policy else self.default_policy
@@ -580,13 +634,13 @@ class ModelRegistry:
             self._status.setdefault(name, {})[version] = status
 
     def _try_load(self, name: str, version: int, path: Path) -> ServableVersion | None:
-        fp = _fingerprint(path)
+        fp = (_fingerprint(path), _metadata_stamp(path, self.metadata_path(name)))
         if self._failed.get((name, version)) == fp:
             return None
         self._set_status(name, version, VersionStatus(State.LOADING))
         start = time.perf_counter()
         try:
-            sv = load_version(name, version, path, warmup=self.warmup)
+            sv = load_version(name, version, path, warmup=self.warmup, metadata_path=self.metadata_path(name))
         except _IncompleteVersion as exc:
             if (name, version) not in self._incomplete_logged:
                 log.warning("model %r version %d: %s; will look again", name, version, exc)
@@ -647,7 +701,7 @@ class ModelRegistry:
         the old one keeps serving if the reload fails)."""
         if served is None:
             return self._try_load(name, version, path)
-        if served.metadata_stamp == _metadata_stamp(path):
+        if served.metadata_stamp == _metadata_stamp(path, self.metadata_path(name)):
             return served
         log.info("model %r version %d: explanation metadata changed; reloading", name, version)
         return self._try_load(name, version, path) or served

@@ -69,13 +69,38 @@ def module_model(root, name: str, dtype: tf.DType, scale: float, offset: float) 
     return body
 
 
+class _CustomModule(tf.Module):
+    """A ``[-1, 1]`` float input, a signature called ``classify`` (no ``serving_default``) that
+    returns the scores and the target layer's activations."""
+
+    def __init__(self, body: keras.Model) -> None:
+        super().__init__()
+        self.both = keras.Model(body.input, [body.get_layer("conv2").output, body.output])
+        self.vars = list(body.weights)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="image")])
+        def classify(image):
+            activations, scores = self.both((image + 1.0) / 2.0)
+            return {"scores": scores, "activations": activations}
+
+        self.classify = classify
+
+
+def custom_model(root) -> keras.Model:
+    body = _body(4)
+    module = _CustomModule(body)
+    tf.saved_model.save(module, str(root / "custom" / "1"), signatures={"classify": module.classify})
+    return body
+
+
 @pytest.fixture(scope="module")
 def foreign(tmp_path_factory):
     root = tmp_path_factory.mktemp("foreign")
     kmodel = keras_export_model(root)
     signed = module_model(root, "signed", tf.float32, scale=2.0, offset=-1.0)  # input in [-1, 1]
     pixels = module_model(root, "pixels", tf.uint8, scale=255.0, offset=0.0)
-    return root, {"kexport": kmodel, "signed": signed, "pixels": pixels}
+    custom = custom_model(root)
+    return root, {"kexport": kmodel, "signed": signed, "pixels": pixels, "custom": custom}
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +274,92 @@ def test_malformed_file_still_serves_and_reload_picks_up_a_fix(foreign, images, 
                     raise
                 time.sleep(0.3)
     np.testing.assert_allclose(occ.heatmap, _in_process_occlusion(models["kexport"], images, "raw"), atol=1e-4)
+
+
+CAMS = ("gradcam", "gradcam_plus_plus", "layercam", "hirescam", "xgradcam", "eigencam")
+
+
+def _in_process(method: str, model: keras.Model, images: np.ndarray, preprocessing: str, **params) -> dict:
+    from explain import cam, integrated_gradients, saliency
+    from explain.view import ModelView
+
+    view = ModelView(model, preprocessing=preprocessing, target_layer="conv2" if method in CAMS else None)
+    x = images.astype(np.float32) / 255.0
+    if method == "saliency":
+        return saliency.saliency(view, x, class_index=0)
+    if method == "integrated_gradients":
+        return integrated_gradients.integrated_gradients(view, x, class_index=0, **params)
+    return getattr(cam, method)(view, x, class_index=0)
+
+
+def _metadata_file(path, **kwargs):
+    from models.metadata import make_metadata
+
+    path.write_text(json.dumps(make_metadata(**kwargs)))
+    return str(path)
+
+
+def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(foreign, images, tmp_path):
+    """Saliency and Integrated Gradients on every differentiable foreign signature (a uint8 input:
+    gradients w.r.t. the cast float), the Grad-CAM family where the metadata names an activation
+    output, a custom signature name and a metadata path from the server config, all equal the
+    same methods on the Keras models in process."""
+    from serving.client import ExplanationClient
+    from serving.server import start_server
+
+    src, models = foreign
+    root = tmp_path / "root"
+    shutil.copytree(src, root)
+    assert _describe(root / "kexport", "--input-range", "0,255") == 0
+    assert _describe(root / "signed", "--input-range=-1,1") == 0
+    config = {"custom": {"explanation_metadata": _metadata_file(
+        tmp_path / "custom.json", input_tensor="image", output_tensor="scores", input_range=(-1, 1),
+        activation_output="activations", signature="classify", class_names=["x", "y", "z"])}}
+    want = {"kexport": (models["kexport"], "raw"), "signed": (models["signed"], "unit"),
+            "pixels": (models["pixels"], "unit"), "custom": (models["custom"], "unit")}
+    with start_server(root, port=0, file_system_poll_wait_seconds=0, models=config) as running, \
+            ExplanationClient(running.address) as c:
+        info = {m.name: m for m in c.list_models()}
+        assert set(CAMS) <= set(info["custom"].methods) and info["custom"].class_names == ["x", "y", "z"]
+        for name in ("kexport", "signed", "pixels"):
+            assert {"saliency", "integrated_gradients", "xrai"} <= set(info[name].methods), name
+            assert "activationOutputName" in info[name].methods_left_out["gradcam"], name
+        assert "model's own layers" in info["kexport"].methods_left_out["guided_backprop"]
+        for name, (model, prep) in want.items():
+            sal = c.explain(name, "saliency", images, class_index=0)
+            ref = _in_process("saliency", model, images, prep)
+            assert float(np.ptp(ref["heatmap"])) > 0
+            np.testing.assert_allclose(sal.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
+            ig = c.explain(name, "integrated_gradients", images, class_index=0, steps=64)
+            ref = _in_process("integrated_gradients", model, images, prep, steps=64)
+            np.testing.assert_allclose(ig.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
+            for key in ("instance_output", "baseline_output"):  # Vertex's instance/baselineOutputValue
+                np.testing.assert_allclose(ig.outputs[key], ref[key], atol=1e-4, err_msg=f"{name} {key}")
+            assert np.all(ig.outputs["approximation_error"] < 0.01), (name, ig.outputs["approximation_error"])
+        model, prep = want["custom"]
+        for method in CAMS:
+            got = c.explain("custom", method, images, class_index=0)
+            ref = _in_process(method, model, images, prep)
+            assert float(np.ptp(ref["heatmap_upsampled"])) > 0, method
+            np.testing.assert_allclose(got.heatmap, ref["heatmap_upsampled"], atol=1e-4, err_msg=method)
+            np.testing.assert_allclose(got.heatmap_lowres, ref["heatmap"], atol=1e-4, err_msg=method)
+        top = c.explain("custom", "gradcam", images, top_k=2)
+        probs = models["custom"](images.astype(np.float32) / 255.0).numpy()
+        np.testing.assert_array_equal(top.class_index, np.argsort(-probs, axis=1)[:, :2].reshape(-1))
+
+
+def test_xrai_on_a_uint8_signature_equals_in_process(foreign, images):
+    """XRAI on the uint8 model (gradients w.r.t. the float its Cast produces) equals XRAI on the
+    Keras model in process."""
+    from explain.backend import KerasBackend, SavedModelBackend
+    from explain.view import ModelView
+    from explain.xrai import xrai
+
+    root, models = foreign
+    x = images[:1].astype(np.float32) / 255.0
+    loaded = tf.saved_model.load(str(root / "pixels" / "1"))
+    got = xrai(SavedModelBackend(loaded), x, class_index=0, steps=16)
+    ref = xrai(KerasBackend(ModelView(models["pixels"], preprocessing="unit")), x, class_index=0, steps=16)
+    np.testing.assert_allclose(got["attributions"], ref["attributions"], atol=1e-4)
+    np.testing.assert_array_equal(got["order"], ref["order"])
+    np.testing.assert_allclose(got["heatmap"], ref["heatmap"], atol=1e-4)
