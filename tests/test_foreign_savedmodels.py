@@ -299,6 +299,7 @@ def _metadata_file(path, **kwargs):
     return str(path)
 
 
+@pytest.mark.slow  # about 70 s on 2 cores: four models loaded and frozen, IG at 64 steps run eagerly
 def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(foreign, images, tmp_path):
     """Saliency and Integrated Gradients on every differentiable foreign signature (a uint8 input:
     gradients w.r.t. the cast float), the Grad-CAM family where the metadata names an activation
@@ -363,3 +364,47 @@ def test_xrai_on_a_uint8_signature_equals_in_process(foreign, images):
     np.testing.assert_allclose(got["attributions"], ref["attributions"], atol=1e-4)
     np.testing.assert_array_equal(got["order"], ref["order"])
     np.testing.assert_allclose(got["heatmap"], ref["heatmap"], atol=1e-4)
+
+
+def test_foreign_backend_gradcam_saliency_and_ig_equal_in_process(foreign, images):
+    """The service's path without the server: a custom signature with an activation output
+    (Grad-CAM) and a uint8 signature (IG's completeness gap at 64 steps)."""
+    from explain.backend import SavedModelBackend
+    from explain.foreign import applicable, run_single_pass
+
+    root, models = foreign
+    x = images.astype(np.float32) / 255.0
+    classes = np.zeros(len(images), np.int32)
+    custom = SavedModelBackend(tf.saved_model.load(str(root / "custom" / "1")), input_key="image",
+                               output_key="scores", input_range=(-1.0, 1.0), signature="classify",
+                               activation_key="activations")
+    assert "gradcam" in applicable(custom)[0]
+    got = run_single_pass("gradcam", custom, x, classes)
+    ref = _in_process("gradcam", models["custom"], images, "unit")
+    np.testing.assert_allclose(got["heatmap"], ref["heatmap"], atol=1e-4)
+    np.testing.assert_allclose(got["logits"], ref["logits"], atol=1e-4)
+    pixels = SavedModelBackend(tf.saved_model.load(str(root / "pixels" / "1")))
+    methods, left_out = applicable(pixels)
+    assert methods == ["saliency", "integrated_gradients"] and "activationOutputName" in left_out["gradcam"]
+    got = run_single_pass("integrated_gradients", pixels, x[:1], classes[:1], steps=64, baseline="black", seed=0)
+    ref = _in_process("integrated_gradients", models["pixels"], images[:1], "unit", steps=64)
+    np.testing.assert_allclose(got["attributions"], ref["attributions"], atol=1e-4)
+    assert got["approximation_error"][0] < 0.01
+    unknown = SavedModelBackend(tf.saved_model.load(str(root / "signed" / "1")))  # float, no range
+    assert "no declared value range" in applicable(unknown)[1]["saliency"]
+
+
+def test_config_file_names_a_metadata_file_per_model(tmp_path):
+    from serving.config import parse_args
+
+    toml = tmp_path / "serving.toml"
+    toml.write_text('model_root = "/models"\n[models.mine]\nexplanation_metadata = "/etc/mine.json"\n'
+                    'version_policy = "latest:2"\n')
+    cfg = parse_args(["--config", str(toml)]).model_configs()["mine"]
+    assert (cfg.metadata_path, str(cfg.version_policy)) == ("/etc/mine.json", "latest:2")
+    toml.write_text('model_root = "/models"\n[models.mine]\nexplanation_metadata = 3\n')
+    with pytest.raises(ValueError, match=r"models.mine.explanation_metadata 3 must be the path of a JSON file"):
+        parse_args(["--config", str(toml)]).model_configs()
+    toml.write_text('model_root = "/models"\n[models.mine]\nmetadata = "x.json"\n')
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['metadata'\]; accepted: \['explanation_metadata'"):
+        parse_args(["--config", str(toml)]).model_configs()
