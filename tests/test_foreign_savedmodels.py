@@ -318,7 +318,7 @@ def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(for
         activation_output="activations", signature="classify", class_names=["x", "y", "z"])}}
     want = {"kexport": (models["kexport"], "raw"), "signed": (models["signed"], "unit"),
             "pixels": (models["pixels"], "unit"), "custom": (models["custom"], "unit")}
-    with start_server(root, port=0, file_system_poll_wait_seconds=0, models=config) as running, \
+    with start_server(root, port=0, file_system_poll_wait_seconds=0, models=config, rest_port=-1) as running, \
             ExplanationClient(running.address) as c:
         info = {m.name: m for m in c.list_models()}
         assert set(CAMS) <= set(info["custom"].methods) and info["custom"].class_names == ["x", "y", "z"]
@@ -344,9 +344,27 @@ def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(for
             assert float(np.ptp(ref["heatmap_upsampled"])) > 0, method
             np.testing.assert_allclose(got.heatmap, ref["heatmap_upsampled"], atol=1e-4, err_msg=method)
             np.testing.assert_allclose(got.heatmap_lowres, ref["heatmap"], atol=1e-4, err_msg=method)
+        ig = c.explain("custom", "integrated_gradients", images, class_index=[2, 1], steps=64)
+        rows = _kserve_explain(running.rest_url, "custom", images, "integrated_gradients",
+                               {"class_index": [2, 1], "steps": 64})
+        for i, row in enumerate(rows):  # Vertex's response fields on KServe's :explain
+            assert row["outputIndex"] == [[2, 1][i]] and row["outputDisplayName"] == ["z", "y"][i]
+            for field, key in (("instanceOutputValue", "instance_output"), ("baselineOutputValue", "baseline_output"),
+                               ("approximationError", "approximation_error")):
+                assert abs(row[field] - float(ig.outputs[key][i])) < 1e-5, field
         top = c.explain("custom", "gradcam", images, top_k=2)
         probs = models["custom"](images.astype(np.float32) / 255.0).numpy()
         np.testing.assert_array_equal(top.class_index, np.argsort(-probs, axis=1)[:, :2].reshape(-1))
+
+
+def _kserve_explain(url: str, model: str, images: np.ndarray, method: str, parameters: dict) -> list[dict]:
+    import urllib.request
+
+    body = json.dumps({"instances": images.tolist(), "method": method, "parameters": parameters}).encode()
+    req = urllib.request.Request(f"{url}/v1/models/{model}:explain", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.loads(resp.read())["explanations"]
 
 
 def test_xrai_on_a_uint8_signature_equals_in_process(foreign, images):

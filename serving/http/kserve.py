@@ -179,6 +179,8 @@ def explain(api: Api, name: str, version: int | None, label: str | None, payload
     mask = convert.to_ndarray(resp.mask, "mask") if resp.HasField("mask") else None
     cls = convert.to_ndarray(resp.class_index, "class_index")
     idx = convert.to_ndarray(resp.image_index, "image_index")
+    names = _class_names(api, name, int(resp.model_version))
+    vertex = {field: convert.to_ndarray(resp.outputs[key], key) for field, key in _VERTEX_OUTPUTS.items() if key in resp.outputs}
     rows = []
     for i in range(heat.shape[0]):
         row: dict[str, Any] = {"image_index": int(idx[i]), "class_index": int(cls[i]), "heatmap": heat[i].tolist()}
@@ -186,6 +188,37 @@ def explain(api: Api, name: str, version: int | None, label: str | None, payload
             row["probabilities"] = probs[i].tolist()
         if mask is not None:
             row["mask"] = mask[i].tolist()
+        row.update(_vertex_fields(i, int(cls[i]), names, probs, vertex))
         rows.append(row)
     return {"model_name": resp.model_name, "model_version": int(resp.model_version), "method": resp.method,
             "params": convert.params_from_proto(resp.params, "params"), "explanations": rows}
+
+
+#: Vertex response fields read from a method's extra outputs (Integrated Gradients, XRAI).
+_VERTEX_OUTPUTS = {"instanceOutputValue": "instance_output", "baselineOutputValue": "baseline_output",
+                   "approximationError": "approximation_error"}
+
+
+def _class_names(api: Api, name: str, version: int) -> list[str]:
+    try:
+        return list(api.runtime.registry.resolve(name, version or None, None, field="path").class_names)
+    except Exception:  # noqa: BLE001 - the version may have unloaded since; the names are optional
+        return []
+
+
+def _vertex_fields(i: int, cls: int, names: list[str], probs: Any, vertex: dict[str, Any]) -> dict[str, Any]:
+    """Vertex Explainable AI's per-attribution fields for row ``i`` (docs/vertex.md).
+
+    ``outputIndex`` and ``outputDisplayName`` are the explained class and its name;
+    ``instanceOutputValue`` is the method's explained score when it returns one (IG: the logit),
+    else the class probability; ``baselineOutputValue`` and ``approximationError`` only where the
+    method computes them (Integrated Gradients; XRAI's gap of its black baseline)."""
+    out: dict[str, Any] = {"outputIndex": [cls]}
+    if 0 <= cls < len(names):
+        out["outputDisplayName"] = names[cls]
+    if probs is not None and 0 <= cls < probs.shape[-1]:
+        out["instanceOutputValue"] = float(probs[i][cls])
+    for field, values in vertex.items():
+        if values.ndim == 1 and i < values.shape[0]:
+            out[field] = float(values[i])
+    return out
