@@ -29,9 +29,9 @@ import numpy as np
 
 from evaluation.cache import ResultCache
 from evaluation.pipeline import Context, EvalConfig
-from evaluation.ray_worker import ServiceSpec, batches, run_batch, worker_context
+from evaluation.ray_worker import ServiceSpec, batches, restore_shared, run_batch, worker_context
 
-__all__ = ["RayCache", "RayContext", "connect", "MAX_RETRIES"]
+__all__ = ["RayCache", "RayContext", "connect", "share", "MAX_RETRIES"]
 
 log = logging.getLogger("evaluation")
 
@@ -39,6 +39,28 @@ MAX_RETRIES = 3
 """Times Ray reruns a batch whose worker process died (then the run fails with the error)."""
 
 _REMOTE: dict[str, Any] = {}
+_SHARED: dict[int, tuple[Any, Any]] = {}  # id(object) -> (object, ObjectRef) of the data sets put once
+
+
+def _serialize_shared(obj: Any) -> tuple[str, Any]:
+    hit = _SHARED.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return "ref", hit[1]
+    return "value", (type(obj), dict(obj.__dict__))
+
+
+def share(obj: Any) -> Any:
+    """Put ``obj`` (a data set) into the object store once; returns its ``ObjectRef``.
+
+    Afterwards every pickling of that very object for a task (inside an experiment's closure)
+    sends only the reference: the images cross to each node once per run, not once per call.
+    """
+    import ray
+
+    ref = ray.put(obj)
+    _SHARED[id(obj)] = (obj, ref)
+    ray.util.register_serializer(type(obj), serializer=_serialize_shared, deserializer=restore_shared)
+    return ref
 
 
 def _remote_run_batch() -> Any:
@@ -146,16 +168,14 @@ class RayContext(Context):
 
     def __init__(self, config: EvalConfig, client: Any, data: Any, landmarks: Any = None,
                  service: ServiceSpec | None = None) -> None:
-        import ray
-
         if service is None:
             raise ValueError("RayContext needs a ServiceSpec (the servers, or the model root of per-worker servers)")
         super().__init__(config, client, data, landmarks)
         self.out = self.out.resolve()
         self.cache = RayCache(self.out / "cache")
         self.service = service
-        self._data_ref = ray.put(data) if data is not None else None
-        self._landmarks_ref = ray.put(landmarks) if landmarks is not None else None
+        self._data_ref = share(data) if data is not None else None
+        self._landmarks_ref = share(landmarks) if landmarks is not None else None
         self._local_calls = 0
 
     @property

@@ -27,7 +27,7 @@ import numpy as np
 from evaluation.cache import ResultCache
 from evaluation.pipeline import Context, EvalConfig
 
-__all__ = ["ServiceSpec", "WorkerContext", "batches", "run_batch", "worker_client", "worker_context"]
+__all__ = ["ServiceSpec", "WorkerContext", "batches", "restore_shared", "run_batch", "worker_client", "worker_context"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,18 @@ def _resolve(obj: Any) -> Any:
         import ray
 
         return ray.get(obj)
+    return obj
+
+
+def restore_shared(payload: tuple[str, Any]) -> Any:
+    """Unpickling target of a data set the driver shared: ``("ref", ObjectRef)`` → the object from
+    the object store; ``("value", (cls, state))`` → a copy rebuilt from its ``__dict__``."""
+    kind, value = payload
+    if kind == "ref":
+        return _resolve(value)
+    cls, state = value
+    obj = object.__new__(cls)
+    obj.__dict__.update(state)
     return obj
 
 

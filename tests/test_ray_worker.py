@@ -11,7 +11,7 @@ import pytest
 
 from evaluation.cache import ResultCache, cache_key
 from evaluation.pipeline import EvalConfig
-from evaluation.ray_worker import ServiceSpec, WorkerContext, batches, run_batch, worker_context
+from evaluation.ray_worker import ServiceSpec, WorkerContext, batches, restore_shared, run_batch, worker_context
 
 
 def test_batches_are_the_single_process_batches():
@@ -92,3 +92,15 @@ def test_server_accepts_resolver_targets(capsys):
 
     # what --server now hands the client: one balanced target, not two broken halves
     assert parse_addresses("ipv4:127.0.0.1:1,127.0.0.1:2") == ["ipv4:127.0.0.1:1,127.0.0.1:2"]
+
+
+def test_restore_shared_rebuilds_a_data_set_sent_by_value():
+    from models.datasets.imageset import ImageSet
+
+    data = ImageSet(images=np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3), labels=[1, 0],
+                    class_names=["a", "b"], ids=["a/0", "b/0"])
+    copy = restore_shared(("value", (ImageSet, dict(data.__dict__))))
+    assert isinstance(copy, ImageSet) and copy.ids == ["a/0", "b/0"] and copy.class_names == ["a", "b"]
+    np.testing.assert_array_equal(copy.images, data.images)
+    np.testing.assert_array_equal(copy.labels, [1, 0])
+    assert restore_shared(("ref", 7)) == 7  # not an ObjectRef: passed through
