@@ -109,9 +109,9 @@ class LocalRayCluster:
                     pass
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and _ppid(p) != -1
-                                                        and _state(p) != "Z" for p in pids):
+                                                        and process_state(p) != "Z" for p in pids):
                 time.sleep(0.1)
-            pids = [p for p in pids if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
+            pids = [p for p in pids if Path(f"/proc/{p}").exists() and process_state(p) != "Z"]
             if not pids:
                 break
 
@@ -126,7 +126,8 @@ class LocalRayCluster:
         self.stop()
 
 
-def _state(pid: int) -> str:
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in ``/proc`` (``R``, ``S``, ``Z`` …), ``X`` when it is gone."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

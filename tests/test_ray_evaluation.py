@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_cluster import REPO, LocalRayCluster
+from tests.ray_cluster import REPO, LocalRayCluster, process_state
 from tests.table_compare import assert_same_tables
 
 pytestmark = pytest.mark.slow  # a Ray cluster and four evaluation drivers: minutes; `make test-ci-slow`
@@ -104,7 +104,7 @@ def test_killed_worker_is_retried(cluster, server, reference, tmp_path):
         time.sleep(0.05)
     _finish(proc)
     assert killed is not None, "no worker was caught running a batch; the test did not exercise a failure"
-    assert killed not in cluster.processes()
+    assert process_state(killed) in ("X", "Z"), "the killed worker is still running"
     assert_same_tables(_tables(out), reference)
 
 
