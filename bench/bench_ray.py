@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from serving.server import start_server
-    from tests.ray_cluster import LocalRayCluster
+    from tests.ray_cluster import LocalRayCluster, cluster_env
 
     rows: list[tuple[str, float, int, float]] = []
     with start_server(str(args.model_root), port=0, host="127.0.0.1") as server, \
             tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
-        env = LocalRayCluster(1).env
+        env = cluster_env()
         seconds, items = _evaluate([], server.address, Path(tmp) / "single", args, env)
         rows.append(("single process", seconds, items, 0.0))
         for nodes, cpus in ((1, args.cpus), (args.cpus, 1)):

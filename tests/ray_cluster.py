@@ -9,6 +9,7 @@ Every node is its own ``ray start`` (raylet, object store) with its own CPU coun
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cluster_env() -> dict[str, str]:
+    """The environment of the nodes (and drivers): this checkout first on ``PYTHONPATH``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def _cmdline(pid: int) -> str:
@@ -60,8 +67,7 @@ class LocalRayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are limited
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                    "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.env = cluster_env()
 
     def _ray(self, *args: str) -> None:
         cmd = [str(Path(sys.executable).with_name("ray")), "start", "--node-ip-address", "127.0.0.1",
@@ -99,7 +105,7 @@ class LocalRayCluster:
         return [p for p in self.processes() if _cmdline(p).startswith(title)]
 
     def stop(self) -> None:
-        """SIGTERM this cluster's processes, SIGKILL those still alive after 10 s."""
+        """SIGTERM this cluster's processes, SIGKILL those still alive after 10 s; remove its temp dir."""
         pids = self.processes()
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
             for p in pids:
@@ -114,6 +120,7 @@ class LocalRayCluster:
             pids = [p for p in pids if Path(f"/proc/{p}").exists() and process_state(p) != "Z"]
             if not pids:
                 break
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> "LocalRayCluster":
         try:
