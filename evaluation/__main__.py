@@ -3,19 +3,24 @@ the explanation service, into an HTML report.
 
 Without ``--server`` an embedded server is started on a free loopback port (the evaluation still
 talks to it over gRPC); with ``--server HOST:PORT[,HOST:PORT…]`` running servers are used,
-round-robin. Every per-image result is cached under ``REPORT_DIR/cache``: a killed run, started
-again with the same arguments, resumes and ends with the same numbers.
+round-robin (``ipv4:a:p,b:p`` and ``dns:///name:port`` targets are one balanced address each).
+With ``--ray auto|ADDRESS`` the per-image work runs as Ray tasks on a cluster
+(:mod:`evaluation.distributed`; ``docs/scaling.md``). Every per-image result is cached under
+``REPORT_DIR/cache``: a killed run, started again with the same arguments, resumes and ends with
+the same numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-root", type=Path, help="serve this TF Serving model root with an embedded server")
-    src.add_argument("--server", help="use running servers: HOST:PORT[,HOST:PORT...]")
+    src.add_argument("--server", help="use running servers: HOST:PORT[,HOST:PORT...], ipv4:HOST:PORT,HOST:PORT or "
+                     "dns:///NAME:PORT")
+    p.add_argument("--ray", metavar="auto|ADDRESS",
+                   help="run the per-image work as tasks on this Ray cluster ('auto': the one started on this "
+                        "machine); --out must be a folder every node can write; with --model-root every worker "
+                        "starts its own embedded server on that (shared) model root")
     p.add_argument("--out", type=Path, required=True, help="report folder (created; reused to resume)")
     p.add_argument("--experiments", default="all", help=f"comma-separated subset of: {', '.join(keys)}")
     p.add_argument("--images-per-class", type=int, default=defaults.images_per_class, help="test images per class for most experiments")
@@ -78,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_root is not None and not args.model_root.is_dir():
         print(f"error: --model-root {str(args.model_root)!r} is not a directory", file=sys.stderr)
         return 2
+    from serving.client import parse_addresses
+
+    try:
+        servers = parse_addresses(args.server) if args.server is not None else None
+    except ValueError as err:
+        print(f"error: --server {args.server!r}: {err}", file=sys.stderr)
+        return 2
     config = EvalConfig(
-        out=args.out, model_root=args.model_root, servers=args.server.split(",") if args.server else None,
+        out=args.out, model_root=args.model_root, servers=servers,
         experiments=chosen, images_per_class=args.images_per_class, ccg_images_per_class=args.ccg_images_per_class,
         tsne_images_per_class=args.tsne_images_per_class, seed=args.seed, data_dir=args.data_dir,
         labels_dir=args.labels_dir, annotations=args.annotations, batch_size=args.batch_size,
@@ -123,9 +140,33 @@ def main(argv: list[str] | None = None) -> int:
         if data is None and any(m.kind == "classifier" for m in infos):
             print("error: no evaluation data: the model cards name no synthetic data set; pass --data-dir", file=sys.stderr)
             return 1
-        report = run_evaluation(config, client, data, landmarks)
+        context = _ray_context(args, config) if args.ray is not None else None
+        if context is not None and not callable(context):
+            return context
+        if args.ray is not None:
+            import ray
+
+            stack.callback(ray.shutdown)
+        report = run_evaluation(config, client, data, landmarks, context=context)
     print(f"[evaluation] report written to {report.resolve()} in {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def _ray_context(args: argparse.Namespace, config: Any) -> Any:
+    """Joins the Ray cluster of ``--ray``; the context factory of the run, or an exit status."""
+    from evaluation.distributed import RayContext, connect, print_cluster
+    from evaluation.ray_worker import ServiceSpec
+
+    try:
+        resources = connect(args.ray)
+    except (ValueError, ConnectionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_cluster(resources)
+    root = str(Path(config.model_root).resolve()) if config.model_root is not None and not config.servers else None
+    service = ServiceSpec(addresses=tuple(config.servers) if config.servers else None, model_root=root,
+                          token=args.token, timeout=config.timeout)
+    return functools.partial(RayContext, service=service)
 
 
 if __name__ == "__main__":

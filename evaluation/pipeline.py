@@ -300,19 +300,24 @@ def _model_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
-def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = None) -> Path:
+def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = None,
+                   context: Callable[..., Context] | None = None) -> Path:
     """Run the selected experiments and write the report; returns the path of ``report.html``.
 
     Sections already saved under ``REPORT_DIR/sections`` by an earlier run of the same
     configuration and models are reused, and per-image results come from the cache, so a
     resumed run does only the missing work.
+
+    Args:
+        context: Builds the :class:`Context` from ``(config, client, data, landmarks)``
+            (default: :class:`Context`; :class:`evaluation.distributed.RayContext` on Ray).
     """
     _load_experiments()
     keys = config.experiments or list(EXPERIMENTS)
     unknown = [k for k in keys if k not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; accepted: {list(EXPERIMENTS)}")
-    ctx = Context(config, client, data, landmarks)
+    ctx = (context or Context)(config, client, data, landmarks)
     if config.annotations is None and data is not None and data.label_maps is not None and data.discriminative:
         # synthetic data: annotations written from the ground truth, before any experiment needs them
         from evaluation.annotations import write_annotations_from_ground_truth
