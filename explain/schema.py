@@ -121,9 +121,16 @@ class Param:
 
         Raises:
             explain.view.ExplainError: wrong type, out of range or not a choice; the message names
-                the parameter, the value and the accepted values.
+                the parameter, the value and the accepted values (its ``param`` attribute names
+                the parameter).
         """
-        err = _error_class()
+        name = self.name
+
+        def err(message: str) -> Exception:
+            exc = _error_class()(message)
+            exc.param = name  # type: ignore[attr-defined]
+            return exc
+
         if value is None and self.default is None:
             return None
         try:
