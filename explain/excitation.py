@@ -915,6 +915,7 @@ registry.register(
             registry.Param("contrast_layer", str, None, doc="layer of the contrast (fixed at export; None = the classifier's input)"),
         ),
         label="MWP",
+        label_for_params=lambda p: "C-MWP" if p["contrastive"] else "MWP",
         cost="cheap",
         description=(
             "Excitation backprop (MWP) / contrastive MWP (Zhang et al. 2016): top-down winning "

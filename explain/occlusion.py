@@ -296,6 +296,7 @@ registry.register(
             registry.Param("fill", float, 0.5, lo=0.0, hi=1.0, doc="grey value of the patch"),
         ),
         label="occlusion",
+        label_for_params=lambda p: f"occlusion {p['patch_size_at_224']:g}",
         cost="costly",
         description="Occlusion (seed 003 eq. 1): mean drop of p(y) under the grey patches covering each pixel",
     )

@@ -502,6 +502,7 @@ register(
             Param("check_every", int, 10, lo=1, unit="steps", doc="steps between cancellation checks"),
         ),
         label="perturbation mask",
+        label_for_params=lambda p: f"perturbation mask {p['iterations']}",
         cost="costly",
         description=(
             "Optimised perturbation mask (seed 004, Fong & Vedaldi 2017): the smallest blur-deletion that "

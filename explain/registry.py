@@ -62,6 +62,8 @@ class Method:
         cost: ``"cheap"`` (one forward/backward pass) or ``"costly"`` (many passes or an
             optimisation; evaluations run these on fewer images). Default: ``"cheap"`` for
             single-pass methods, ``"costly"`` for iterative ones.
+        label_for_params: Optional ``f(params) -> str``, the label of a parameter choice (e.g.
+            ``"occlusion 10"``, ``"C-MWP"``); see :meth:`label_for`.
         check: Optional ``check(view) -> None`` that raises :class:`explain.view.ExplainError`
             with the reason when the method does not apply to a model (e.g. a layer without an
             excitation rule). The exporter leaves such methods out and records the reason.
@@ -78,6 +80,7 @@ class Method:
     parameters: tuple[Param, ...] = ()
     label: str = ""
     cost: str = ""
+    label_for_params: Callable[[Mapping[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
         declared = tuple(self.parameters)
@@ -107,6 +110,12 @@ class Method:
         if self.kind == "iterative":
             return self.parameters
         return tuple(p for p in self.parameters if p.name in self.signature_inputs)
+
+    def label_for(self, params: Mapping[str, Any] | None = None) -> str:
+        """The display label of the method run with ``params`` (:attr:`label` unless the entry names its variants)."""
+        if self.label_for_params is None:
+            return self.label
+        return self.label_for_params(self.resolve(params))
 
     def param(self, name: str) -> Param:
         """The declaration of parameter ``name`` (``KeyError`` names the declared ones)."""
