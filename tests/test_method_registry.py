@@ -257,3 +257,16 @@ def test_param_declaration_errors_and_messages():
         with pytest.raises(ExplainError, match="is out of range; accepted: \\(0.0, 1.0\\]"):
             f.check(bad)
     assert Param("s", int, None, lo=1).check(None) is None
+
+
+def test_labels_costs_and_table_come_from_the_entries():
+    assert registry.get("occlusion").label_for({"patch_size_at_224": 10}) == "occlusion 10"
+    assert registry.get("excitation_backprop").label_for({"contrastive": True}) == "C-MWP"
+    assert registry.get("perturbation_mask").label_for({"iterations": 100}) == "perturbation mask 100"
+    assert registry.get("gradcam_plus_plus").label_for({}) == "Grad-CAM++"
+    costly = registry.names(cost="costly")
+    assert {"occlusion", "scorecam", "perturbation_mask", "rise"} <= set(costly) and "gradcam" not in costly
+    assert all(registry.get(n).in_graph == (registry.get(n).kind == "single_pass") for n in registry.names())
+    rows = registry.table().splitlines()
+    assert len(rows) == 2 + len(registry.names())
+    assert "| `rise` | RISE | in the service | costly | classifier | `n_masks` (4000; 1..100000)" in registry.table()
