@@ -121,7 +121,12 @@ registry.register(
         fn=ablationcam,
         kind="iterative",
         applies_to="classifier",
-        params={"class_index": -1, "batch_size": 32},
+        parameters=(
+            registry.Param("batch_size", int, 32, lo=1, unit="images", doc="images per ablation pass"),
+            registry.Param("relu", bool, True, doc="ReLU of the weighted sum"),
+        ),
+        label="Ablation-CAM",
+        cost="costly",
         description="Ablation-CAM: ReLU(Σ_k (y_c − y_c^k)/|y_c|·A_k), y_c^k the logit with channel k zeroed",
     )
 )

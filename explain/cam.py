@@ -420,7 +420,9 @@ for _m in METHODS.values():
             kind="single_pass",
             applies_to="classifier",
             signature_inputs={"class_index": _class_index_spec},
-            params={"class_index": -1},
             description=_m.description,
+            label={"gradcam": "Grad-CAM", "gradcam_plus_plus": "Grad-CAM++", "layercam": "LayerCAM",
+                   "hirescam": "HiResCAM", "xgradcam": "XGrad-CAM", "eigencam": "Eigen-CAM"}.get(_m.name, _m.name),
+            cost="cheap",
         )
     )

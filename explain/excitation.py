@@ -909,7 +909,14 @@ registry.register(
         kind="single_pass",
         applies_to="classifier",
         signature_inputs={"class_index": _class_index_spec, "contrastive": _contrastive_spec},
-        params={"class_index": -1, "contrastive": False, "saliency_layer": None, "contrast_layer": None},
+        parameters=(
+            registry.Param("contrastive", bool, False, doc="contrastive MWP (c-MWP): subtract the dual network's map"),
+            registry.Param("saliency_layer", str, None, doc="layer of the map (fixed at export; None = the second pooling stage)"),
+            registry.Param("contrast_layer", str, None, doc="layer of the contrast (fixed at export; None = the classifier's input)"),
+        ),
+        label="MWP",
+        label_for_params=lambda p: "C-MWP" if p["contrastive"] else "MWP",
+        cost="cheap",
         description=(
             "Excitation backprop (MWP) / contrastive MWP (Zhang et al. 2016): top-down winning "
             "probabilities at the second pooling stage, summed over channels"

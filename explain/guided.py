@@ -175,8 +175,9 @@ for _name, _fn, _desc in (
             kind="single_pass",
             applies_to="classifier",
             signature_inputs={"class_index": lambda: tf.TensorSpec([None], tf.int32)},
-            params={"class_index": -1},
             description=_desc,
+            label={"guided_backprop": "Guided Backprop", "guided_gradcam": "Guided Grad-CAM"}[_name],
+            cost="cheap",
             check=check_relu,
         )
     )

@@ -195,7 +195,13 @@ registry.register(
             "baseline": lambda: tf.TensorSpec([], tf.string),
             "seed": lambda: tf.TensorSpec([], tf.int32),
         },
-        params={"class_index": -1, "steps": 64, "baseline": "black", "seed": 0},
+        parameters=(
+            registry.Param("steps", int, 64, lo=1, hi=MAX_STEPS, unit="intervals", doc="trapezoid intervals from the baseline to the image"),
+            registry.Param("baseline", str, "black", choices=BASELINES, doc="the reference image the path starts from"),
+            registry.Param("seed", int, 0, lo=0, hi=2**31 - 1, doc="seed of the uniform baseline"),
+        ),
+        label="Integrated Gradients",
+        cost="cheap",
         description="Integrated Gradients of the class logit (trapezoid rule, black/blurred/uniform baseline)",
     )
 )

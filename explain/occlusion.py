@@ -288,7 +288,16 @@ registry.register(
         fn=occlusion,
         kind="iterative",
         applies_to="classifier",
-        params={"class_index": -1, "patch_size_at_224": 10, "stride": None, "batch_size": 32, "fill": 0.5},
+        parameters=(
+            registry.Param("patch_size_at_224", float, 10, lo=0.0, lo_open=True, unit="px at 224",
+                           doc="patch side at 224 px (10, 50, 100 in seed 003), scaled with the input"),
+            registry.Param("stride", int, None, lo=1, unit="px", doc="patch stride (None = half the patch side; at most the side)"),
+            registry.Param("batch_size", int, 32, lo=1, unit="images", doc="occluded images per forward pass"),
+            registry.Param("fill", float, 0.5, lo=0.0, hi=1.0, doc="grey value of the patch"),
+        ),
+        label="occlusion",
+        label_for_params=lambda p: f"occlusion {p['patch_size_at_224']:g}",
+        cost="costly",
         description="Occlusion (seed 003 eq. 1): mean drop of p(y) under the grey patches covering each pixel",
     )
 )

@@ -470,13 +470,40 @@ def perturbation_mask(
     }
 
 
+from explain.schema import Param  # noqa: E402  (the declarations below)
+
+_SIGMA = "px at reference_size"
 register(
     Method(
         name="perturbation_mask",
         fn=perturbation_mask,
         kind="iterative",
         applies_to="classifier",
-        params=dict(DEFAULTS),
+        parameters=(
+            Param("iterations", int, 300, lo=0, unit="steps", doc="stage-1 Adam steps"),
+            Param("seed", int, 0, lo=0, doc="seeds the noise (none with noise_std = 0)"),
+            Param("learning_rate", float, 0.1, lo=0.0, doc="Adam step size"),
+            Param("l1_coeff", float, 0.5, lo=0.0, doc="λ1, weight of the deleted area"),
+            Param("tv_coeff", float, 0.01, lo=0.0, doc="λ2, weight of the total variation"),
+            Param("tv_beta", float, 3.0, lo=1.0, doc="β, exponent of the total variation"),
+            Param("blur_sigma", float, 10.0, lo=0.0, unit=_SIGMA, doc="σ of the input blur (0 disables)"),
+            Param("mask_blur_sigma", float, 5.0, lo=0.0, unit=_SIGMA, doc="σ of the forward-pass mask blur (0 disables)"),
+            Param("reference_size", int, 224, lo=1, unit="px", doc="input size the σ are given at"),
+            Param("mask_scale", int, 8, lo=1, doc="the stage-1 mask is input / mask_scale per side"),
+            Param("refine_iterations", int, 0, lo=0, unit="steps", doc="stage-2 (full resolution) steps; 0 = none"),
+            Param("refine_l1_coeff", float, 0.01, lo=0.0, doc="stage-2 λ1"),
+            Param("refine_tv_coeff", float, 1.0, lo=0.0, doc="stage-2 total-variation weight"),
+            Param("refine_binary_coeff", float, 2.0, lo=0.0, doc="stage-2 weight of mean|m(1 − m)|"),
+            Param("noise_std", float, 0.0, lo=0.0, doc="std of the Gaussian noise added to the blend"),
+            Param("perturbation", str, "blur", choices=PERTURBATIONS, doc="what a deleted pixel becomes"),
+            Param("score", str, "probability", choices=SCORES, doc="the class evidence minimised"),
+            Param("log_odds_floor", float, -2.0, doc="with score=log_odds, no gain below this log-odds"),
+            Param("batch_size", int, 16, lo=1, unit="images", doc="images optimised together"),
+            Param("check_every", int, 10, lo=1, unit="steps", doc="steps between cancellation checks"),
+        ),
+        label="perturbation mask",
+        label_for_params=lambda p: f"perturbation mask {p['iterations']}",
+        cost="costly",
         description=(
             "Optimised perturbation mask (seed 004, Fong & Vedaldi 2017): the smallest blur-deletion that "
             "destroys the class probability; heatmap = 1 - mask (high = important)."

@@ -142,7 +142,15 @@ registry.register(
         fn=rise,
         kind="iterative",
         applies_to="classifier",
-        params={"class_index": -1, "n_masks": 4000, "grid": 7, "p1": 0.5, "seed": 0, "batch_size": 32},
+        parameters=(
+            registry.Param("n_masks", int, 4000, lo=1, hi=MAX_MASKS, unit="masks", doc="number of random masks"),
+            registry.Param("grid", int, 7, lo=1, unit="cells", doc="cells per side of the random grid (at most the image side)"),
+            registry.Param("p1", float, 0.5, lo=0.0, hi=1.0, lo_open=True, doc="probability that a cell is kept"),
+            registry.Param("seed", int, 0, lo=0, hi=2**63 - 1, doc="seed of the masks"),
+            registry.Param("batch_size", int, 32, lo=1, unit="images", doc="masked images per forward pass"),
+        ),
+        label="RISE",
+        cost="costly",
         description="RISE: probability-weighted average of seeded random upsampled grid masks (Petsiuk et al. 2018)",
     )
 )

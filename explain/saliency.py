@@ -199,7 +199,12 @@ registry.register(
             "class_index": lambda: tf.TensorSpec([None], tf.int32),
             "dilations": lambda: tf.TensorSpec([], tf.int32),
         },
-        params={"class_index": -1, "dilations": 0},
+        parameters=(
+            registry.Param("dilations", int, 0, lo=0, hi=64, unit="3×3 dilations",
+                           doc="grey dilations of the map (0, 2 or 5 in seed 003)"),
+        ),
+        label="saliency",
+        cost="cheap",
         description="Gradient saliency |∂z_y/∂x| of the class logit (seed 003 used p_y), max over colour, "
                     "3×3 dilation d times",
     )

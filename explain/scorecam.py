@@ -157,7 +157,14 @@ registry.register(
         fn=scorecam,
         kind="iterative",
         applies_to="classifier",
-        params={"class_index": -1, "batch_size": 32, "mask_resize": "align_corners"},
+        parameters=(
+            registry.Param("batch_size", int, 32, lo=1, unit="images", doc="masked images per forward pass"),
+            registry.Param("relu", bool, True, doc="ReLU of the weighted sum"),
+            registry.Param("mask_resize", str, "align_corners", choices=_MASK_RESIZE,
+                           doc="upsampling of the activation masks (align_corners = tf-keras-vis)"),
+        ),
+        label="Score-CAM",
+        cost="costly",
         description="Score-CAM: ReLU(Σ_k p_c(x ⊙ norm(up(A_k)))·A_k), streamed in bounded batches",
     )
 )

@@ -468,7 +468,8 @@ register(
             "query_images": lambda: tf.TensorSpec([None, None, None, 3], tf.uint8, name="query_images"),
             "reference_images": lambda: tf.TensorSpec([None, None, None, 3], tf.uint8, name="reference_images"),
         },
-        params={},
+        label="similarity map",
+        cost="cheap",
         description=(
             "Similarity maps (seed 002): the i-th query and the i-th reference image (uint8 (N, H, W, 3), "
             "scaled by 1/255 in the graph) decomposed into per-location contributions that sum to their "

@@ -214,7 +214,12 @@ registry.register(
         fn=xrai,
         kind="iterative",
         applies_to="classifier",
-        params={"class_index": -1, "steps": 32, "batch_size": 32},
+        parameters=(
+            registry.Param("steps", int, 32, lo=1, hi=1024, unit="intervals", doc="IG trapezoid intervals per baseline"),
+            registry.Param("batch_size", int, 32, lo=1, unit="images", doc="interpolated images per gradient call"),
+        ),
+        label="XRAI",
+        cost="costly",
         description="XRAI (Kapishnikov et al. 2019): Integrated Gradients (black + white baselines) "
                     "ranked over Felzenszwalb regions, most important first",
     )

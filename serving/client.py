@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -111,6 +112,9 @@ class ModelInfo:
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> default params
     preprocessing: str = ""  # input preprocessing of the export, e.g. "caffe (BGR, ...)"
     methods_left_out: dict[str, str] = field(default_factory=dict)  # method -> why it is not offered
+    method_costs: dict[str, str] = field(default_factory=dict)  # method -> "cheap" | "costly"
+    method_labels: dict[str, str] = field(default_factory=dict)  # method -> display label
+    method_parameters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # method -> ParameterSpec as dicts
 
     @property
     def num_classes(self) -> int:
@@ -439,6 +443,10 @@ class ExplanationClient:
             method_params={mi.name: convert.params_from_proto(mi.params, f"methods[{mi.name!r}].params") for mi in m.methods},
             preprocessing=m.preprocessing,
             methods_left_out=dict(m.methods_left_out),
+            method_costs={mi.name: mi.cost for mi in m.methods if mi.cost},
+            method_labels={mi.name: mi.label for mi in m.methods if mi.label},
+            method_parameters={mi.name: [json_format.MessageToDict(p, preserving_proto_field_name=True)
+                                         for p in mi.parameters] for mi in m.methods},
         )
 
     def health(self, service: str = "", timeout: float | None = 10.0) -> str:

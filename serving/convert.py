@@ -34,6 +34,7 @@ __all__ = [
     "python_to_param",
     "params_from_proto",
     "params_to_proto",
+    "parameter_spec",
     "resize_images",
 ]
 
@@ -284,3 +285,17 @@ def params_to_proto(target: Any, params: Mapping[str, Any]) -> None:
     """Fill a ``map<string, ParamValue>`` field from a dict."""
     for name, value in params.items():
         target[name].CopyFrom(python_to_param(value))
+
+
+def parameter_spec(param: Any, fixed: bool = False) -> pb.ParameterSpec:
+    """The :class:`ParameterSpec` of a declared parameter (:class:`explain.schema.Param`)."""
+    spec = pb.ParameterSpec(name=param.name, type=param.type_name, min_open=param.lo_open, max_open=param.hi_open,
+                            choices=list(param.choices), unit=param.unit, doc=param.doc,
+                            accepted=param.accepted(), fixed=fixed)
+    if param.default is not None:
+        spec.default.CopyFrom(python_to_param(param.default))
+    if param.lo is not None:
+        spec.min = float(param.lo)
+    if param.hi is not None:
+        spec.max = float(param.hi)
+    return spec

@@ -72,8 +72,12 @@ class ExplanationServicer(pb_grpc.ExplanationServiceServicer):
             info.labels[label] = v
         for m_name in sv.methods:
             m = methods.get(m_name)
-            mi = info.methods.add(name=m_name, kind=m.kind, description=m.description, in_graph=m_name in sv.signatures)
+            mi = info.methods.add(name=m_name, kind=m.kind, description=m.description, in_graph=m_name in sv.signatures,
+                                  label=m.label, cost=m.cost, applies_to=m.applies_to)
             convert.params_to_proto(mi.params, {k: v for k, v in inference.method_params(m, sv).items() if v is not None})
+            settable = {p.name for p in m.request_params}
+            for p in m.parameters:
+                mi.parameters.append(convert.parameter_spec(p, fixed=p.name not in settable))
         return info
 
     @rpc_method

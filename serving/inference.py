@@ -17,7 +17,6 @@ package's), which :func:`serving.errors.rpc_method` maps to status codes.
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -45,8 +44,6 @@ __all__ = [
     "similarity",
 ]
 
-# Keyword arguments of iterative methods that are not user parameters.
-_RESERVED = {"backend", "images", "class_index", "should_continue", "progress"}
 # Outputs of a method that have their own response fields.
 _STANDARD = {"heatmap", "heatmap_upsampled", "heatmap_lowres", "raw", "probabilities", "class_index"}
 
@@ -272,89 +269,49 @@ def lookup_method(sv: ServableVersion, name: str, field: str = "method") -> Any:
 
 
 def method_params(method: Any, sv: ServableVersion | None = None) -> dict[str, Any]:
-    """The parameters a request may set for ``method``, with their defaults (``class_index`` excluded)."""
-    if method.kind == "single_pass":
-        return {k: v for k, v in method.params.items() if k != "class_index"}
-    params = {k: v for k, v in method.params.items() if k != "class_index"}
-    try:
-        sig = inspect.signature(method.fn)
-    except (TypeError, ValueError):
-        return params
-    for name, p in list(sig.parameters.items())[2:]:
-        if name in _RESERVED or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        params.setdefault(name, None if p.default is inspect.Parameter.empty else p.default)
-    return params
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    if default is None:
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise InvalidArgument(f"expects a bool; got {value!r}", where)
-    if isinstance(default, (int, np.integer)):
-        if isinstance(value, bool):
-            raise InvalidArgument(f"expects an integer; got {value!r}", where)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise InvalidArgument(f"expects an integer; got {value!r}", where)
-    if isinstance(default, (float, np.floating)):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not np.isfinite(value):
-                raise InvalidArgument(f"expects a finite number; got {value!r}", where)
-            return float(value)
-        raise InvalidArgument(f"expects a number; got {value!r}", where)
-    if isinstance(default, str):
-        if isinstance(value, str):
-            return value
-        raise InvalidArgument(f"expects a string; got {value!r}", where)
-    return value
+    """The declared parameters of ``method`` with their defaults (``class_index`` is a field of its own)."""
+    return {p.name: p.default for p in method.parameters}
 
 
 def resolve_params(method: Any, sv: ServableVersion, given: Mapping[str, Any], limits: Limits,
                    field: str = "params") -> tuple[dict[str, Any], dict[str, Any]]:
     """Check the request's parameters; return ``(resolved values for the echo, call arguments)``.
 
-    Single-pass methods: parameters that are signature inputs (e.g. ``contrastive``, ``dilations``)
-    become inputs; the others were fixed at export and may only be given at their default.
-    Iterative methods: any keyword parameter of the method; values are coerced to the default's
-    type (an int is accepted for a float parameter).
+    The values are checked against the method's declarations by :func:`explain.schema.check_params`
+    (the one check in-process callers get too): unknown names, wrong types, values outside the
+    declared range or choices are INVALID_ARGUMENT naming the parameter, the value and what is
+    accepted. Single-pass methods: parameters that are signature inputs (e.g. ``contrastive``,
+    ``dilations``) become inputs; the others were fixed at export and may only be given at their
+    default. Iterative methods: every declared parameter, ``batch_size`` within the server limit.
     """
-    accepted = method_params(method, sv)
+    from explain.schema import check_params
+    from explain.view import ExplainError
+
     if "class_index" in given:
         raise InvalidArgument("set class indices with the class_index field, not as a parameter", f"{field}['class_index']")
-    unknown = sorted(set(given) - set(accepted))
-    if unknown:
-        raise InvalidArgument(f"unknown parameter(s) {unknown} for method {method.name!r}; accepted: {sorted(accepted)}", field)
-    resolved: dict[str, Any] = {}
+    try:
+        resolved = check_params(method, given)
+    except ExplainError as err:
+        name = getattr(err, "param", None)
+        raise InvalidArgument(str(err), f"{field}[{name!r}]" if name else field) from None
     call: dict[str, Any] = {}
     if method.kind == "single_pass":
         sig_inputs = sv.input_specs.get(method.name)
         if sig_inputs is None:  # run in the service (explain.foreign): the registry's declared inputs
             sig_inputs = {k: spec() for k, spec in method.signature_inputs.items()}
-        for name, default in accepted.items():
-            where = f"{field}[{name!r}]"
-            value = _coerce(given[name], default, where) if name in given else default
+        for name, value in resolved.items():
             if name in sig_inputs:
-                dtype = np.dtype(sig_inputs[name].dtype.as_numpy_dtype)
-                call[name] = np.asarray(value, dtype=dtype)
-            elif name in given and value != default:
+                call[name] = np.asarray(value, dtype=np.dtype(sig_inputs[name].dtype.as_numpy_dtype))
+            elif name in given and value != method.param(name).default:
                 raise InvalidArgument(
                     f"parameter {name!r} of method {method.name!r} is fixed when the model is exported "
-                    f"(value {default!r}); run the method in-process to change it", where)
-            resolved[name] = value
+                    f"(value {method.param(name).default!r}); run the method in-process to change it", f"{field}[{name!r}]")
         return resolved, call
-    for name, default in accepted.items():
-        where = f"{field}[{name!r}]"
-        value = _coerce(given[name], default, where) if name in given else default
-        if name == "batch_size" and isinstance(value, int) and limits.max_iterative_batch_size and value > limits.max_iterative_batch_size:
-            raise InvalidArgument(f"batch_size {value} exceeds the server limit of {limits.max_iterative_batch_size}", where)
-        resolved[name] = value
-        call[name] = value
+    batch = resolved.get("batch_size")
+    if isinstance(batch, int) and limits.max_iterative_batch_size and batch > limits.max_iterative_batch_size:
+        raise InvalidArgument(f"batch_size {batch} exceeds the server limit of {limits.max_iterative_batch_size}; "
+                              f"accepted: 1..{limits.max_iterative_batch_size}", f"{field}['batch_size']")
+    call = {k: v for k, v in resolved.items() if not (v is None and method.param(k).default is None)}
     return resolved, call
 
 

@@ -168,7 +168,12 @@ def test_models_list_carries_parameter_schemas_and_openapi(server):
     model = next(m for m in resp["models"] if m["name"] == MODEL)
     methods = {m["name"]: m for m in model["methods"]}
     occ = methods["occlusion"]["param_schema"]["properties"]
-    assert occ["patch_size_at_224"]["type"] == "integer" and occ["patch_size_at_224"]["default"] == 10
+    assert occ["patch_size_at_224"]["type"] == "number" and occ["patch_size_at_224"]["default"] == 10
+    assert occ["patch_size_at_224"]["exclusiveMinimum"] == 0 and occ["fill"]["maximum"] == 1
+    assert occ["stride"]["type"] == ["integer", "null"] and occ["stride"]["minimum"] == 1
+    specs = {p["name"]: p for p in methods["occlusion"]["parameters"]}  # ListModels' ParameterSpec, as JSON
+    assert specs["fill"]["accepted"] == "[0.0, 1.0]" and specs["fill"]["type"] == "float"
+    assert specs["patch_size_at_224"]["unit"] == "px at 224" and specs["patch_size_at_224"]["min_open"] is True
     assert occ["batch_size"]["maximum"] == server.runtime.limits.max_iterative_batch_size
     status, doc = http(server, "GET", "/openapi.json", token=None)  # public
     assert status == 200 and doc["openapi"].startswith("3.")

@@ -130,12 +130,12 @@ def test_iterative_methods_equal_in_process(stub, exported, images, method, para
 @pytest.mark.parametrize("method, params, text", [
     ("integrated_gradients", {"steps": 0}, "steps 0 is out of range; accepted: 1..1024"),
     ("integrated_gradients", {"steps": 2000}, "steps 2000 is out of range; accepted: 1..1024"),
-    ("integrated_gradients", {"baseline": "pink"}, "baseline 'pink' is not supported; accepted: black, blurred, uniform"),
-    ("integrated_gradients", {"steps": "many"}, "params['steps']: expects an integer; got 'many'"),
+    ("integrated_gradients", {"baseline": "pink"}, "params['baseline']: baseline 'pink' is not supported; accepted: ['black', 'blurred', 'uniform']"),
+    ("integrated_gradients", {"steps": "many"}, "params['steps']: steps 'many' must be an integer; accepted: 1..1024"),
     ("rise", {"n_masks": 0}, "n_masks 0 is out of range; accepted: 1..100000"),
     ("rise", {"p1": 1.5}, "p1 1.5 is out of range; accepted: (0.0, 1.0]"),
     ("rise", {"grid": 65}, "grid 65 is out of range; accepted: 1..64"),
-    ("ablationcam", {"batch_size": 0}, "batch_size 0 must be an integer >= 1"),
+    ("ablationcam", {"batch_size": 0}, "params['batch_size']: batch_size 0 is out of range; accepted: >= 1"),
 ])
 def test_bad_parameters_are_invalid_argument(stub, images, method, params, text):
     with pytest.raises(grpc.RpcError) as err:

@@ -30,7 +30,7 @@ from evaluation.report import Section
 from evaluation.tables import Table
 from evaluation.twins import causal_agreement, causal_importance, object_mass, summarise_agreement
 
-__all__ = ["CAUSAL_METHODS", "COSTLY", "cities_entry", "model_twin_probabilities", "run"]
+__all__ = ["CAUSAL_METHODS", "cities_entry", "model_twin_probabilities", "run"]
 
 #: ``(label, registry method, params)``; params as in the localisation experiment.
 CAUSAL_METHODS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -41,8 +41,13 @@ CAUSAL_METHODS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("C-MWP", "excitation_backprop", {"contrastive": True}),
     ("occlusion 10", "occlusion", {"patch_size_at_224": 10}),
 )
-#: Methods run on ``ccg_images_per_class`` images per class only.
-COSTLY: tuple[str, ...] = ("occlusion",)
+
+
+def _costly_methods() -> tuple[str, ...]:
+    """The methods of :data:`CAUSAL_METHODS` in the registry's ``"costly"`` class (run on fewer images)."""
+    from evaluation.experiments.localisation import is_costly
+
+    return tuple(m for _, m, _ in CAUSAL_METHODS if is_costly(m))
 
 
 def cities_entry(ctx: Context) -> Mapping[str, Any] | None:
@@ -139,7 +144,7 @@ def run(ctx: Context) -> Section:
         for label, method, params in CAUSAL_METHODS:
             if info.methods and method not in info.methods:
                 continue
-            rows, sub = (costly_rows, costly) if method in COSTLY else (np.arange(idx.size), idx)
+            rows, sub = (costly_rows, costly) if method in _costly_methods() else (np.arange(idx.size), idx)
             s = _method_agreement(ctx, model, method, params, sub, rows, twins, delta, label)
             summary[f"{label}|{model}"] = s
             agree.add(label, model, s["images_top1"], s["rho"], s["top1"], s["chance"])
@@ -150,6 +155,6 @@ def run(ctx: Context) -> Section:
         "causal importance for the model; each method's mass on an object is the sum of its map (true class y) over "
         "the object's pixels. Per image with at least two planted objects: Spearman's ρ between masses and Δ, and "
         "whether the object with the most mass has the largest Δ (top-1; chance = 1 / objects present). "
-        f"Single-pass methods on {idx.size} images, {', '.join(COSTLY)} on {costly.size}.")
+        f"Single-pass methods on {idx.size} images, {', '.join(_costly_methods())} on {costly.size}.")
     ctx.results["causal"] = summary
     return section

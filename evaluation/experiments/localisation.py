@@ -13,8 +13,8 @@ image's **true** class. For each method and classifier:
 
 Images whose target is empty (no planted object visible) are left out and counted. Every method
 explains the class the model predicts (``class_index = -1``, shared with the other experiments'
-cache). The costly methods (:data:`COSTLY`: occlusion, the optimised perturbation mask,
-Score-CAM) run on the first ``ccg_images_per_class`` images of each class — the same images and
+cache). The costly methods (the registry's cost class, as ``ListModels`` publishes it: occlusion,
+the optimised perturbation mask, Score-CAM) run on the first ``ccg_images_per_class`` images of each class — the same images and
 parameters as the ``confidence`` experiment, so their maps come from the cache — the others on
 ``images_per_class``.
 """
@@ -32,10 +32,28 @@ from evaluation.pipeline import Context, experiment
 from evaluation.report import Section
 from evaluation.tables import Table
 
-__all__ = ["COSTLY", "localisation_methods", "target_masks", "localisation_scores", "localisation_table", "run"]
+__all__ = ["is_costly", "localisation_methods", "target_masks", "localisation_scores", "localisation_table", "run"]
 
-#: Registry methods run on ``ccg_images_per_class`` images per class only.
-COSTLY: tuple[str, ...] = ("occlusion", "perturbation_mask", "scorecam")
+#: The methods and parameters of the table (labels come from the registry).
+_METHODS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("gradcam", {}), ("gradcam_plus_plus", {}), ("layercam", {}), ("saliency", {"dilations": 0}),
+    ("excitation_backprop", {"contrastive": True}), ("occlusion", {"patch_size_at_224": 10}),
+    ("perturbation_mask", {}), ("scorecam", {}),
+)
+
+
+def is_costly(method: str, info: Any = None) -> bool:
+    """Whether ``method`` is in the registry's ``"costly"`` class (run on fewer images).
+
+    The class the server publishes in ``ListModels`` (``info.method_costs``) is used when the
+    model's info has it; otherwise the local registry's.
+    """
+    costs = getattr(info, "method_costs", None) or {}
+    if method in costs:
+        return costs[method] == "costly"
+    from explain import registry
+
+    return registry.get(method).cost == "costly"
 #: Example rows in the figure.
 EXAMPLES = 4
 
@@ -45,17 +63,15 @@ def localisation_methods(input_size: Sequence[int] | None, seed: int) -> list[tu
 
     Parameters match the ``confidence`` experiment's where both use a method (cache sharing).
     """
+    from explain import registry
+
     it = perturbation_iterations(input_size)
-    return [
-        ("Grad-CAM", "gradcam", {}),
-        ("Grad-CAM++", "gradcam_plus_plus", {}),
-        ("LayerCAM", "layercam", {}),
-        ("saliency", "saliency", {"dilations": 0}),
-        ("C-MWP", "excitation_backprop", {"contrastive": True}),
-        ("occlusion 10", "occlusion", {"patch_size_at_224": 10}),
-        (f"perturbation mask {it}", "perturbation_mask", {"iterations": it, "seed": int(seed)}),
-        ("Score-CAM", "scorecam", {}),
-    ]
+    out = []
+    for method, params in _METHODS:
+        if method == "perturbation_mask":
+            params = {"iterations": it, "seed": int(seed)}
+        out.append((registry.get(method).label_for(params), method, dict(params)))
+    return out
 
 
 def target_masks(
@@ -178,7 +194,7 @@ def run(ctx: Context) -> Section:
             if available and method not in available:
                 skipped.append(f"{label} ({model})")
                 continue
-            idx = idx_costly if method in COSTLY else idx_all
+            idx = idx_costly if is_costly(method, info) else idx_all
             r = ctx.explain(model, method, idx, desc=f"{label} {model}", **params)
             lm = data.label_maps[idx]
             maps = _at_size(np.asarray(r["heatmap"], np.float64), lm.shape[1:])
@@ -186,8 +202,9 @@ def run(ctx: Context) -> Section:
             scores[(label, model)] = localisation_scores(maps, targets)
             maps_by[(label, model)] = maps
             idx_by[(label, model)] = idx
+    costly = [m for _, m, _ in localisation_methods(None, 0) if is_costly(m)]
     note = (f"cheap methods on {idx_all.size} images ({ctx.config.images_per_class} per class); "
-            f"{', '.join(COSTLY)} on {idx_costly.size} ({min(ctx.config.ccg_images_per_class, ctx.config.images_per_class)} per class); "
+            f"{', '.join(costly)} on {idx_costly.size} ({min(ctx.config.ccg_images_per_class, ctx.config.images_per_class)} per class); "
             "target = pixels of the planted objects of the true class; chance level of both scores = area share; "
             "flat (constant) maps are left out of the mass share and the pointing game")
     if skipped:

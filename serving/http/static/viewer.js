@@ -90,19 +90,24 @@ function renderParams() {
     fs.innerHTML = `<legend>${name} parameters</legend>`;
     for (const [key, prop] of Object.entries(props)) {
       const label = document.createElement("label");
-      const input = document.createElement("input");
+      const type = Array.isArray(prop.type) ? prop.type[0] : prop.type || "";
+      const input = document.createElement(prop.enum ? "select" : "input");
       input.dataset.method = name;
       input.dataset.param = key;
-      input.dataset.type = prop.type || "";
-      if (prop.type === "boolean") {
+      input.dataset.type = type;
+      if (prop.enum) {
+        for (const choice of prop.enum) input.add(new Option(choice, choice, false, choice === prop.default));
+      } else if (type === "boolean") {
         input.type = "checkbox";
         input.checked = !!prop.default;
       } else {
-        input.type = prop.type === "integer" || prop.type === "number" ? "number" : "text";
-        if (prop.type === "number") input.step = "any";
-        if (prop.minimum !== undefined) input.min = prop.minimum;
-        if (prop.maximum !== undefined) input.max = prop.maximum;
-        input.value = prop.default === undefined ? "" : prop.default;
+        input.type = type === "integer" || type === "number" ? "number" : "text";
+        if (type === "number") input.step = "any";
+        const min = prop.minimum !== undefined ? prop.minimum : prop.exclusiveMinimum;
+        const max = prop.maximum !== undefined ? prop.maximum : prop.exclusiveMaximum;
+        if (min !== undefined) input.min = min;
+        if (max !== undefined) input.max = max;
+        input.value = prop.default === undefined || prop.default === null ? "" : prop.default;
       }
       input.disabled = !!prop.readOnly;
       input.title = prop.description || "";
@@ -115,7 +120,7 @@ function renderParams() {
 
 function paramsOf(method) {
   const out = {};
-  for (const input of document.querySelectorAll(`#params input[data-method="${method}"]`)) {
+  for (const input of document.querySelectorAll(`#params [data-method="${method}"]`)) {
     if (input.disabled) continue;
     const type = input.dataset.type;
     if (type === "boolean") out[input.dataset.param] = { bool_value: input.checked };

@@ -74,8 +74,36 @@ class ListModelsRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class ParameterSpec(_message.Message):
+    __slots__ = ("name", "type", "default", "min", "max", "min_open", "max_open", "choices", "unit", "doc", "accepted", "fixed")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MIN_OPEN_FIELD_NUMBER: _ClassVar[int]
+    MAX_OPEN_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    DOC_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    FIXED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    default: ParamValue
+    min: float
+    max: float
+    min_open: bool
+    max_open: bool
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    unit: str
+    doc: str
+    accepted: str
+    fixed: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default: _Optional[_Union[ParamValue, _Mapping]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., min_open: _Optional[bool] = ..., max_open: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., unit: _Optional[str] = ..., doc: _Optional[str] = ..., accepted: _Optional[str] = ..., fixed: _Optional[bool] = ...) -> None: ...
+
 class MethodInfo(_message.Message):
-    __slots__ = ("name", "kind", "description", "params", "in_graph")
+    __slots__ = ("name", "kind", "description", "params", "in_graph", "parameters", "label", "cost", "applies_to")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,12 +116,20 @@ class MethodInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     IN_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    APPLIES_TO_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     description: str
     params: _containers.MessageMap[str, ParamValue]
     in_graph: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., params: _Optional[_Mapping[str, ParamValue]] = ..., in_graph: _Optional[bool] = ...) -> None: ...
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    label: str
+    cost: str
+    applies_to: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., params: _Optional[_Mapping[str, ParamValue]] = ..., in_graph: _Optional[bool] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., label: _Optional[str] = ..., cost: _Optional[str] = ..., applies_to: _Optional[str] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
     __slots__ = ("version", "state", "error")
