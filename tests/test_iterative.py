@@ -55,7 +55,7 @@ def backend() -> CountingBackend:
     """Channel 0 of 'conv' measures saturated red, channel 1 saturated green (fixed weights);
     class 0 = red, 1 = green, 2 = neither, so every method has something to find."""
     inp = keras.Input((SIZE, SIZE, 3))
-    conv = L.Conv2D(2, 1, activation="relu", name="conv")
+    conv = L.Conv2D(2, 1, strides=2, activation="relu", name="conv")  # target layer at 8×8
     dense = L.Dense(3, activation="softmax", name="predictions")
     model = keras.Model(inp, dense(L.GlobalAveragePooling2D()(conv(inp))))
     conv.set_weights([np.array([[1, -0.5], [-0.5, 1], [-0.5, -0.5]], np.float32).reshape(1, 1, 3, 2),
@@ -188,3 +188,25 @@ def test_base_checks_and_normalisation(backend, images):
     assert IterativeMethod.normalize(np.zeros((0, 4, 5))).shape == (0, 4, 5)
     with pytest.raises(NotImplementedError):
         IterativeMethod(backend).explain(images)
+
+
+def test_one_output_shape_for_both_dialects(backend, images):
+    """A single-pass signature's outputs (heatmap at the target layer + heatmap_upsampled) and an
+    iterative method's (heatmap at input size + heatmap_lowres) become the same Explanation."""
+    from explain.cam import gradcam
+    from explain.result import as_explanation
+
+    signature_like = {k: np.asarray(v) for k, v in gradcam(backend.view, images, 0).items()}
+    a = as_explanation(signature_like, {"class_index": 0})
+    b = as_explanation(scorecam(backend, images, 0))
+    c = as_explanation(occlusion(backend, images, 0, patch_size_at_224=60))
+    for e in (a, b, c):
+        assert e.heatmap.shape == images.shape[:3] and e.heatmap.dtype == np.float32
+        np.testing.assert_array_equal(e.class_index, [0, 0, 0])
+    np.testing.assert_array_equal(a.heatmap, signature_like["heatmap_upsampled"])
+    np.testing.assert_array_equal(a.heatmap_lowres, signature_like["heatmap"])
+    assert a.heatmap_lowres.shape == b.heatmap_lowres.shape == (3, SIZE // 2, SIZE // 2)
+    assert c.heatmap_lowres is None and "eq1" in c.extras and "heatmap" not in c.extras
+    assert a.params == {"class_index": 0} and b.probabilities.shape == (3, 3)
+    with pytest.raises(ValueError, match="must include 'heatmap'"):
+        as_explanation({"raw": np.zeros((1, 2, 2))})
