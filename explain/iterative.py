@@ -130,6 +130,9 @@ class IterativeMethod:
         should_continue: Checked before every batch; ``False`` raises :class:`~explain.backend.Cancelled`.
         progress: Show a tqdm bar over the batches.
 
+    An instance explains one request (it keeps the request's arrays while it runs); the method
+    functions (:func:`explain.occlusion.occlusion`, …) build one per call.
+
     Attributes:
         name: The registry name (in messages and on the progress bar).
         unit: What one streamed item is, for the cancellation message (e.g. ``"occluded images"``).
