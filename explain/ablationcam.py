@@ -23,14 +23,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import tensorflow as tf
 
 from explain import registry
-from explain.backend import Backend, Cancelled, batches
-from explain.occlusion import check_batch, check_batch_size, resolve_classes
-from explain.resize import heatmap_outputs
+from explain.backend import Backend
+from explain.iterative import ChannelCAM
 
-__all__ = ["ablationcam"]
+__all__ = ["ablationcam", "AblationCAM"]
 
 
 def ablationcam(
@@ -62,57 +60,28 @@ def ablationcam(
         MethodUnavailable: the backend cannot give features or ablate channels.
         Cancelled: ``should_continue()`` returned False.
     """
-    check_batch_size(batch_size)
-    images = check_batch(images, backend.input_shape)
-    n = images.shape[0]
-    go = should_continue or (lambda: True)
+    return AblationCAM(backend, relu=relu, batch_size=batch_size, should_continue=should_continue,
+                       progress=progress).explain(images, class_index)
 
-    acts, logits = [], []
-    for sl in batches(n, batch_size):
-        if not go():
-            raise Cancelled("ablationcam cancelled while computing features")
-        a, y = backend.features(images[sl])
-        acts.append(np.asarray(a, np.float32))
-        logits.append(np.asarray(y, np.float32))
-    activations = np.concatenate(acts)
-    logits_all = np.concatenate(logits)
-    probabilities = tf.nn.softmax(logits_all, axis=-1).numpy()
-    classes = resolve_classes(class_index, probabilities)
-    k = activations.shape[-1]
 
-    ablated = np.empty(n * k, np.float32)
-    chunks = list(batches(n * k, batch_size))
-    if progress:
-        from tqdm.auto import tqdm
+class AblationCAM(ChannelCAM):
+    """Ablation-CAM on the iterative base: a pair's score is ``y_c^k``, the weight ``(y_c − y_c^k)/|y_c|``."""
 
-        chunks = tqdm(chunks, desc="ablationcam", unit="batch")
-    for sl in chunks:
-        if not go():
-            raise Cancelled(f"ablationcam cancelled after {sl.start} of {n * k} ablated passes")
-        pairs = np.arange(sl.start, sl.stop)
-        img_idx, channel = pairs // k, pairs % k
-        mask = np.ones((len(pairs), k), np.float32)
-        mask[np.arange(len(pairs)), channel] = 0.0
-        out = np.asarray(backend.ablated_logits(images[img_idx], mask), np.float32)
-        ablated[sl] = out[np.arange(len(pairs)), classes[img_idx]]
+    name = "ablationcam"
+    unit = "ablated passes"
 
-    ablated = ablated.reshape(n, k)
-    score = logits_all[np.arange(n), classes]
-    denom = np.where(score == 0, 1e-7, np.abs(score))
-    weights = (score[:, None] - ablated) / denom[:, None]
-    cam = tf.einsum("nhwk,nk->nhw", activations, weights)
-    if relu:
-        cam = tf.nn.relu(cam)
-    out = heatmap_outputs(cam, backend.input_shape[:2])
-    return {
-        "heatmap": out["heatmap_upsampled"].numpy(),
-        "heatmap_lowres": out["heatmap"].numpy(),
-        "raw": out["raw"].numpy(),
-        "weights": weights.astype(np.float32),
-        "ablated_logits": ablated,
-        "class_index": classes,
-        "probabilities": probabilities,
-    }
+    def pair_scores(self, sl: slice, image_index: np.ndarray, channel: np.ndarray) -> np.ndarray:
+        k = self.activations.shape[-1]
+        mask = np.ones((len(image_index), k), np.float32)
+        mask[np.arange(len(image_index)), channel] = 0.0
+        out = np.asarray(self.backend.ablated_logits(self.images[image_index], mask), np.float32)
+        return out[np.arange(len(image_index)), self.classes[image_index]]
+
+    def channel_weights(self, scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        self.extras["ablated_logits"] = scores
+        score = self.logits[np.arange(len(classes)), classes]
+        denom = np.where(score == 0, 1e-7, np.abs(score))
+        return (score[:, None] - scores) / denom[:, None]
 
 
 registry.register(

@@ -54,81 +54,19 @@ from typing import Any, Callable
 import numpy as np
 
 from explain import registry
-from explain.backend import Backend, Cancelled, batches
+from explain.backend import Backend
+from explain.iterative import PairwiseMethod, check_batch, check_batch_size, resolve_classes
 from explain.view import ExplainError
 
 __all__ = [
     "occlusion",
+    "Occlusion",
     "patch_side",
     "patch_positions",
     "check_batch",
     "check_batch_size",
     "resolve_classes",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers of the iterative methods (also used by explain.scorecam)
-
-
-def check_batch(images: Any, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """Validate a batch for a backend; return float32 ``(N, H, W, 3)`` (uint8 is scaled by 1/255).
-
-    Raises:
-        ExplainError: wrong rank or shape, unsupported dtype, empty batch, values outside [0, 1].
-    """
-    arr = np.asarray(images)
-    if arr.ndim != 4:
-        raise ExplainError(f"images must have rank 4 (N, H, W, 3); got shape {list(arr.shape)}")
-    if tuple(arr.shape[1:]) != tuple(input_shape):
-        raise ExplainError(
-            f"images have shape {list(arr.shape)}; the model accepts (N, {input_shape[0]}, {input_shape[1]}, {input_shape[2]})"
-        )
-    if arr.shape[0] < 1:
-        raise ExplainError("images must hold at least one image; got an empty batch")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype not in (np.float16, np.float32, np.float64):
-        raise ExplainError(f"images dtype {arr.dtype} is not supported; accepted: uint8, float16, float32, float64")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ExplainError(
-            f"float images must be finite and in [0, 1]; got values in [{float(np.nanmin(arr))}, {float(np.nanmax(arr))}]"
-        )
-    return arr
-
-
-def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ExplainError(f"batch_size {batch_size!r} must be an integer >= 1")
-    return int(batch_size)
-
-
-def resolve_classes(class_index: Any, probabilities: np.ndarray) -> np.ndarray:
-    """Class per image ``(N,)`` int64 from ``None``/``-1`` (predicted), an int or ``(N,)`` ints.
-
-    Raises:
-        ExplainError: non-integer, wrong length or out-of-range index (naming the accepted range).
-    """
-    n, c = probabilities.shape
-    if class_index is None:
-        class_index = -1
-    arr = np.asarray(class_index)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 1:
-        raise ExplainError(
-            f"class_index {class_index!r} must be an integer or a sequence of {n} integers; "
-            f"accepted: -1 (predicted) or 0..{c - 1}"
-        )
-    arr = arr.reshape(-1)
-    if arr.size not in (1, n):
-        raise ExplainError(f"class_index has {arr.size} entries for {n} images; accepted: 1 or {n}")
-    bad = arr[(arr < -1) | (arr >= c)]
-    if bad.size:
-        raise ExplainError(
-            f"class_index {int(bad[0])} is out of range for a model with {c} classes; accepted: -1 (predicted) or 0..{c - 1}"
-        )
-    arr = np.broadcast_to(arr, (n,)).astype(np.int64)
-    return np.where(arr < 0, np.argmax(probabilities, axis=-1), arr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,74 +124,74 @@ def occlusion(
         (N,C) of the unoccluded images; ``occluded_probabilities`` (N,J) ``p(y|I_o,j)``;
         ``patch_positions`` (J,2) top-left (row, col); ``patch_size`` and ``stride`` in pixels.
     """
-    check_batch_size(batch_size)
-    images = check_batch(images, backend.input_shape)
-    n, height, width, _ = images.shape
-    side = patch_side(patch_size_at_224, height, width)
-    if stride is None:
-        stride = max(1, side // 2)
-    if isinstance(stride, (float, np.floating)) and float(stride).is_integer():
-        stride = int(stride)  # e.g. 5.0 from a JSON/protobuf request
-    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-        raise ExplainError(f"stride {stride!r} must be an integer >= 1 (pixels) or None (= patch side // 2)")
-    if stride > side:
-        raise ExplainError(
-            f"stride {stride} is larger than the patch side {side}: pixels between patches would never be "
-            f"occluded; accepted: 1..{side}"
-        )
-    if not (0.0 <= float(fill) <= 1.0):
-        raise ExplainError(f"fill {fill!r} must be a grey value in [0, 1]")
-    go = should_continue or (lambda: True)
+    return Occlusion(backend, patch_size_at_224, stride, fill, batch_size=batch_size,
+                     should_continue=should_continue, progress=progress).explain(images, class_index)
 
-    probs0 = []
-    for sl in batches(n, batch_size):
-        if not go():
-            raise Cancelled("occlusion cancelled while predicting the original images")
-        probs0.append(np.asarray(backend.predict(images[sl]), np.float64))
-    probabilities = np.concatenate(probs0)
-    classes = resolve_classes(class_index, probabilities)
-    p0 = probabilities[np.arange(n), classes]
 
-    rows = patch_positions(height, side, int(stride))
-    cols = patch_positions(width, side, int(stride))
-    grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
-    j_count = len(grid)
-    occluded = np.empty((n, j_count), np.float64)
+class Occlusion(PairwiseMethod):
+    """Occlusion on the iterative base: the pairs are ``(image, patch)``; see :func:`occlusion`."""
 
-    chunks = list(batches(n * j_count, batch_size))
-    if progress:
-        from tqdm.auto import tqdm
+    name = "occlusion"
+    unit = "occluded images"
 
-        chunks = tqdm(chunks, desc="occlusion", unit="batch")
-    buf = np.empty((min(batch_size, n * j_count), height, width, 3), np.float32)
-    for sl in chunks:
-        if not go():
-            raise Cancelled(f"occlusion cancelled after {sl.start} of {n * j_count} occluded images")
-        flat = np.arange(sl.start, sl.stop)
-        img_idx, patch_idx = flat // j_count, flat % j_count
-        batch = buf[: len(flat)]
-        np.take(images, img_idx, axis=0, out=batch)
-        for b, j in enumerate(patch_idx):
-            r, c = grid[j]
-            batch[b, r:r + side, c:c + side, :] = fill
-        probs = np.asarray(backend.predict(batch), np.float64)
-        occluded[img_idx, patch_idx] = probs[np.arange(len(flat)), classes[img_idx]]
+    def __init__(self, backend: Backend, patch_size_at_224: float = 10, stride: int | None = None,
+                 fill: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.patch_size_at_224, self.stride, self.fill = patch_size_at_224, stride, fill
 
-    raw, eq1 = _accumulate(occluded, p0, grid, side, height, width)
-    lo = raw.min(axis=(1, 2), keepdims=True)
-    hi = raw.max(axis=(1, 2), keepdims=True)
-    heatmap = (raw - lo) / (hi - lo + 1e-7)
-    return {
-        "heatmap": heatmap.astype(np.float32),
-        "raw": raw.astype(np.float32),
-        "eq1": eq1.astype(np.float32),
-        "class_index": classes,
-        "probabilities": probabilities.astype(np.float32),
-        "occluded_probabilities": occluded.astype(np.float32),
-        "patch_positions": grid,
-        "patch_size": np.int64(side),
-        "stride": np.int64(stride),
-    }
+    def check_images(self, images: Any) -> np.ndarray:
+        """The images, then the patch geometry (side, stride, fill) they imply."""
+        images = super().check_images(images)
+        _, height, width, _ = images.shape
+        self.side = side = patch_side(self.patch_size_at_224, height, width)
+        stride = max(1, side // 2) if self.stride is None else self.stride
+        if isinstance(stride, (float, np.floating)) and float(stride).is_integer():
+            stride = int(stride)  # e.g. 5.0 from a JSON/protobuf request
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise ExplainError(f"stride {stride!r} must be an integer >= 1 (pixels) or None (= patch side // 2)")
+        if stride > side:
+            raise ExplainError(
+                f"stride {stride} is larger than the patch side {side}: pixels between patches would never be "
+                f"occluded; accepted: 1..{side}"
+            )
+        if not (0.0 <= float(self.fill) <= 1.0):
+            raise ExplainError(f"fill {self.fill!r} must be a grey value in [0, 1]")
+        self.stride = int(stride)
+        return images
+
+    def compute(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        n, height, width, _ = images.shape
+        rows = patch_positions(height, self.side, self.stride)
+        cols = patch_positions(width, self.side, self.stride)
+        self.grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+        j_count = len(self.grid)
+        self.images, self.classes = images, classes
+        self.occluded = np.empty((n, j_count), np.float64)
+        self.buf = np.empty((min(self.batch_size, n * j_count), height, width, 3), np.float32)
+        self.stream(n, j_count)
+        p0 = self.probabilities[np.arange(n), classes]
+        raw, eq1 = _accumulate(self.occluded, p0, self.grid, self.side, height, width)
+        self.extras.update({
+            "eq1": eq1.astype(np.float32),
+            "occluded_probabilities": self.occluded.astype(np.float32),
+            "patch_positions": self.grid,
+            "patch_size": np.int64(self.side),
+            "stride": np.int64(self.stride),
+        })
+        return raw
+
+    def reference(self, images: np.ndarray) -> np.ndarray:
+        self.probabilities = self.predict_all(images, np.float64)
+        return self.probabilities
+
+    def on_pairs(self, sl: slice, image_index: np.ndarray, item_index: np.ndarray) -> None:
+        batch = self.buf[: len(image_index)]
+        np.take(self.images, image_index, axis=0, out=batch)
+        for b, j in enumerate(item_index):
+            r, c = self.grid[j]
+            batch[b, r:r + self.side, c:c + self.side, :] = self.fill
+        probs = np.asarray(self.backend.predict(batch), np.float64)
+        self.occluded[image_index, item_index] = probs[np.arange(len(image_index)), self.classes[image_index]]
 
 
 def _accumulate(occluded: np.ndarray, p0: np.ndarray, grid: np.ndarray, side: int, height: int, width: int):

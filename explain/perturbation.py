@@ -60,22 +60,31 @@ What is returned (numpy, ``N`` images, ``(H, W)`` input size):
   ``probability_perturbed`` ``(N,)``: ``p_c(Φ(x; M))`` with the returned ``M`` (no noise,
   no mask blur), ``loss`` ``(N,)`` the final objective of the last stage (same, no noise, no
   mask blur).
+
+Structure: :class:`PerturbationMask` is a subclass of the iterative base
+(:class:`explain.iterative.IterativeMethod`, which owns the reference pass, cancellation, the
+progress bar and the normalisation). Its steps are small functions: :func:`_settings` (checks),
+:func:`_kernels` (blurs), :func:`_stages`, :func:`_noise`, then per batch of images
+:meth:`PerturbationMask._optimise_batch` and :meth:`PerturbationMask._run_stage` (Adam). The
+differentiable objective and the Adam step are compiled in :mod:`explain.perturbation_ops`.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
-from explain.backend import Backend, Cancelled, batches
+from explain.backend import Backend, batches
+from explain.iterative import IterativeMethod
+from explain.perturbation_ops import _functions, _upsample, gaussian_blur, gaussian_kernel  # noqa: F401 (re-exported)
 from explain.registry import Method, register
 from explain.view import ExplainError
 
-__all__ = ["perturbation_mask", "gaussian_kernel", "gaussian_blur", "DEFAULTS", "SCORES", "PERTURBATIONS"]
+__all__ = ["perturbation_mask", "PerturbationMask", "gaussian_kernel", "gaussian_blur", "DEFAULTS", "SCORES", "PERTURBATIONS"]
 
 DEFAULTS: dict[str, Any] = {
     "class_index": -1,
@@ -106,109 +115,6 @@ SCORES = ("probability", "log_odds")
 #: Accepted values of ``perturbation``: what a deleted pixel is replaced with.
 PERTURBATIONS = ("blur", "constant")
 
-_B1, _B2, _EPS = 0.9, 0.999, 1e-8
-
-
-# ---------------------------------------------------------------------------- blurs
-def gaussian_kernel(sigma: float, max_radius: int) -> np.ndarray:
-    """Normalised 1-D Gaussian of radius ``min(ceil(3σ), max_radius)``; ``[1]`` for ``σ ≤ 0``."""
-    if sigma <= 0 or max_radius < 1:
-        return np.ones(1, np.float32)
-    r = max(1, min(int(math.ceil(3.0 * sigma)), int(max_radius)))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-(x**2) / (2.0 * sigma**2))
-    return (k / k.sum()).astype(np.float32)
-
-
-def gaussian_blur(x: tf.Tensor, ky: tf.Tensor, kx: tf.Tensor) -> tf.Tensor:
-    """Separable blur of ``(N, H, W, C)`` with 1-D kernels ``ky``, ``kx`` (odd lengths ≤ 2H+1,
-    2W+1), mirror (symmetric) padding, output the same size."""
-    c = x.shape[-1]
-    ry = (int(ky.shape[0]) - 1) // 2
-    rx = (int(kx.shape[0]) - 1) // 2
-    if ry > 0:
-        x = tf.pad(x, [[0, 0], [ry, ry], [0, 0], [0, 0]], mode="SYMMETRIC")
-        f = tf.tile(tf.reshape(ky, [-1, 1, 1, 1]), [1, 1, c, 1])
-        x = tf.nn.depthwise_conv2d(x, f, strides=[1, 1, 1, 1], padding="VALID")
-    if rx > 0:
-        x = tf.pad(x, [[0, 0], [0, 0], [rx, rx], [0, 0]], mode="SYMMETRIC")
-        f = tf.tile(tf.reshape(kx, [1, -1, 1, 1]), [1, 1, c, 1])
-        x = tf.nn.depthwise_conv2d(x, f, strides=[1, 1, 1, 1], padding="VALID")
-    return x
-
-
-def _tv(m: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
-    """Per-example ``TV_β`` of ``(N, h, w, 1)`` (zero along an axis of length 1)."""
-    terms = []
-    if m.shape[1] is None or m.shape[1] > 1:
-        terms.append(tf.reduce_mean(tf.pow(tf.abs(m[:, 1:] - m[:, :-1]), beta), axis=[1, 2, 3]))
-    if m.shape[2] is None or m.shape[2] > 1:
-        terms.append(tf.reduce_mean(tf.pow(tf.abs(m[:, :, 1:] - m[:, :, :-1]), beta), axis=[1, 2, 3]))
-    if not terms:
-        return tf.zeros(tf.shape(m)[:1], m.dtype)
-    return tf.add_n(terms)
-
-
-def _upsample(m: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    if tuple(m.shape[1:3]) == tuple(size):
-        return m
-    return tf.image.resize(m, size, method="bilinear")  # half-pixel centres
-
-
-# ---------------------------------------------------------------------------- compiled steps
-_STEPS: "weakref.WeakKeyDictionary[Backend, dict]" = weakref.WeakKeyDictionary()
-
-
-def _functions(backend: Backend) -> dict[str, Callable[..., Any]]:
-    """``objective`` and ``step`` compiled once per backend (hyper-parameters are tensors)."""
-    fns = _STEPS.get(backend)
-    if fns is not None:
-        return fns
-    size = tuple(int(s) for s in backend.input_shape[:2])
-
-    def objective(m, x, xb, cls, noise, l1, tv, beta, binary, mky, mkx, blur_mask, log_odds, floor):
-        big = _upsample(m, size)
-        if blur_mask:  # straight-through: blurred forward, identity backward
-            big = big + tf.stop_gradient(gaussian_blur(big, mky, mkx) - big)
-        blend = x * big + xb * (1.0 - big) + noise
-        if log_odds:
-            z = backend.logits_tf(blend)
-            zc = tf.gather(z, cls, axis=1, batch_dims=1)
-            others = tf.where(tf.one_hot(cls, tf.shape(z)[1]) > 0, tf.constant(-np.inf, z.dtype), z)
-            odds = zc - tf.reduce_logsumexp(others, axis=1)  # log(p_c / (1 - p_c)), no saturation
-            pc = tf.sigmoid(odds)
-            term = tf.maximum(odds, floor)
-        else:
-            pc = tf.gather(backend.predict_tf(blend), cls, axis=1, batch_dims=1)
-            term = pc
-        per = (
-            term
-            + l1 * tf.reduce_mean(tf.abs(1.0 - m), axis=[1, 2, 3])
-            + tv * _tv(m, beta)
-            + binary * tf.reduce_mean(tf.abs(m * (1.0 - m)), axis=[1, 2, 3])
-        )
-        return per, pc
-
-    def step(m, adam_m, adam_v, t, x, xb, cls, noise, lr, l1, tv, beta, binary, mky, mkx, blur_mask, log_odds, floor):
-        with tf.GradientTape() as tape:
-            tape.watch(m)
-            per, _ = objective(m, x, xb, cls, noise, l1, tv, beta, binary, mky, mkx, blur_mask, log_odds, floor)
-            total = tf.reduce_sum(per)  # sum of independent per-image objectives
-        g = tape.gradient(total, m)
-        adam_m = _B1 * adam_m + (1.0 - _B1) * g
-        adam_v = _B2 * adam_v + (1.0 - _B2) * tf.square(g)
-        m_hat = adam_m / (1.0 - tf.pow(_B1, t))
-        v_hat = adam_v / (1.0 - tf.pow(_B2, t))
-        m = tf.clip_by_value(m - lr * m_hat / (tf.sqrt(v_hat) + _EPS), 0.0, 1.0)
-        return m, adam_m, adam_v, per
-
-    fns = {
-        "step": tf.function(step, reduce_retracing=True),
-        "objective": tf.function(objective, reduce_retracing=True),
-    }
-    _STEPS[backend] = fns
-    return fns
-
 
 # ---------------------------------------------------------------------------- validation
 def _check_images(images: Any, backend: Backend) -> np.ndarray:
@@ -227,26 +133,6 @@ def _check_images(images: Any, backend: Backend) -> np.ndarray:
     if arr.dtype.kind != "f":
         raise ExplainError(f"images dtype {arr.dtype} is not supported; accepted: uint8, float in [0, 1]")
     return arr.astype(np.float32)
-
-
-def _resolve_classes(class_index: Any, probs: np.ndarray) -> np.ndarray:
-    n, c = probs.shape
-    predicted = probs.argmax(axis=1).astype(np.int32)
-    if class_index is None:
-        return predicted
-    idx = np.asarray(class_index)
-    if idx.dtype.kind not in "iu":
-        raise ExplainError(f"class_index {class_index!r} must be an integer or an array of integers")
-    idx = np.broadcast_to(idx.reshape(-1) if idx.ndim else idx, (n,)) if idx.size in (1, n) else None
-    if idx is None:
-        raise ExplainError(f"class_index has {np.asarray(class_index).size} entries for {n} images; pass one or {n}")
-    bad = idx[(idx < -1) | (idx >= c)]
-    if bad.size:
-        raise ExplainError(
-            f"class_index {int(bad[0])} is out of range for a model with {c} classes; "
-            f"accepted: -1 (predicted) or 0..{c - 1}"
-        )
-    return np.where(idx < 0, predicted, idx).astype(np.int32)
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -316,8 +202,8 @@ def perturbation_mask(
             module docstring).
         log_odds_floor: With ``score="log_odds"``, no gain below this log-odds.
         batch_size: Images optimised together.
-        check_every: ``should_continue()`` is called before the first step and every
-            ``check_every`` steps.
+        check_every: ``should_continue()`` is called before every batch of the reference pass
+            (so before the first step) and every ``check_every`` steps.
         should_continue: Returns False to stop; the method then raises
             :class:`~explain.backend.Cancelled`.
         progress: Show a tqdm bar over the iterations.
@@ -331,21 +217,61 @@ def perturbation_mask(
         Cancelled: ``should_continue()`` returned False.
     """
     x_all = _check_images(images, backend)
-    iterations = _positive_int("iterations", iterations, 0)
-    refine_iterations = _positive_int("refine_iterations", refine_iterations, 0)
-    batch_size = _positive_int("batch_size", batch_size)
-    check_every = _positive_int("check_every", check_every)
-    mask_scale = _positive_int("mask_scale", mask_scale)
-    reference_size = _positive_int("reference_size", reference_size)
-    seed = _positive_int("seed", seed, 0)
-    lr = _non_negative("learning_rate", learning_rate)
-    coeffs = {k: _non_negative(k, v) for k, v in dict(
-        l1_coeff=l1_coeff, tv_coeff=tv_coeff, tv_beta=tv_beta, refine_l1_coeff=refine_l1_coeff,
-        refine_tv_coeff=refine_tv_coeff, refine_binary_coeff=refine_binary_coeff,
-        blur_sigma=blur_sigma, mask_blur_sigma=mask_blur_sigma, noise_std=noise_std,
-    ).items()}
+    settings = _settings(
+        backend, iterations=iterations, refine_iterations=refine_iterations, batch_size=batch_size,
+        check_every=check_every, mask_scale=mask_scale, reference_size=reference_size, seed=seed,
+        learning_rate=learning_rate, l1_coeff=l1_coeff, tv_coeff=tv_coeff, tv_beta=tv_beta,
+        refine_l1_coeff=refine_l1_coeff, refine_tv_coeff=refine_tv_coeff, refine_binary_coeff=refine_binary_coeff,
+        blur_sigma=blur_sigma, mask_blur_sigma=mask_blur_sigma, noise_std=noise_std, perturbation=perturbation,
+        score=score, log_odds_floor=log_odds_floor,
+    )
+    method = PerturbationMask(backend, settings, batch_size=batch_size, should_continue=should_continue,
+                              progress=progress)
+    return method.explain(x_all, class_index)
+
+
+# ---------------------------------------------------------------------------- the steps
+@dataclass(frozen=True)
+class _Settings:
+    """The validated hyper-parameters (``coeffs``: the non-negative weights and σ, by name)."""
+
+    iterations: int
+    refine_iterations: int
+    check_every: int
+    mask_scale: int
+    reference_size: int
+    seed: int
+    learning_rate: float
+    coeffs: dict[str, float]
+    perturbation: str
+    log_odds: bool
+    floor: float
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One optimisation stage: steps, mask shape ``(h, w)``, weights and whether the mask is blurred."""
+
+    iterations: int
+    shape: tuple[int, int]
+    l1: float
+    tv: float
+    binary: float
+    blur_mask: bool
+
+
+def _settings(backend: Backend, **given: Any) -> _Settings:
+    """Check every hyper-parameter; the messages name the parameter, the value and what is accepted."""
+    ints = {name: _positive_int(name, given[name], minimum) for name, minimum in (
+        ("iterations", 0), ("refine_iterations", 0), ("batch_size", 1), ("check_every", 1),
+        ("mask_scale", 1), ("reference_size", 1), ("seed", 0))}
+    lr = _non_negative("learning_rate", given["learning_rate"])
+    coeffs = {k: _non_negative(k, given[k]) for k in (
+        "l1_coeff", "tv_coeff", "tv_beta", "refine_l1_coeff", "refine_tv_coeff", "refine_binary_coeff",
+        "blur_sigma", "mask_blur_sigma", "noise_std")}
     if coeffs["tv_beta"] < 1.0:
-        raise ExplainError(f"tv_beta {tv_beta!r} must be >= 1")
+        raise ExplainError(f"tv_beta {given['tv_beta']!r} must be >= 1")
+    perturbation, score, log_odds_floor = given["perturbation"], given["score"], given["log_odds_floor"]
     if perturbation not in PERTURBATIONS:
         raise ExplainError(f"perturbation {perturbation!r} is not one of {list(PERTURBATIONS)}")
     if score not in SCORES:
@@ -359,115 +285,147 @@ def perturbation_mask(
         raise ExplainError(f"log_odds_floor must be finite; got {log_odds_floor!r}")
     if log_odds and (backend.num_classes or 0) < 2:
         raise ExplainError(f"score 'log_odds' needs at least 2 classes; the model has {backend.num_classes}")
+    return _Settings(
+        iterations=ints["iterations"], refine_iterations=ints["refine_iterations"],
+        check_every=ints["check_every"], mask_scale=ints["mask_scale"], reference_size=ints["reference_size"],
+        seed=ints["seed"], learning_rate=lr, coeffs=coeffs, perturbation=perturbation, log_odds=log_odds,
+        floor=floor,
+    )
 
-    def keep_going() -> None:
-        if should_continue is not None and not should_continue():
-            raise Cancelled("perturbation_mask cancelled (should_continue() returned False)")
 
-    keep_going()
-    n = x_all.shape[0]
-    H, W = (int(s) for s in backend.input_shape[:2])
-    h, w = max(1, math.ceil(H / mask_scale)), max(1, math.ceil(W / mask_scale))
-    fy, fx = H / reference_size, W / reference_size
-    ky = tf.constant(gaussian_kernel(coeffs["blur_sigma"] * fy, H - 1))
-    kx = tf.constant(gaussian_kernel(coeffs["blur_sigma"] * fx, W - 1))
-    mky = tf.constant(gaussian_kernel(coeffs["mask_blur_sigma"] * fy, H - 1))
-    mkx = tf.constant(gaussian_kernel(coeffs["mask_blur_sigma"] * fx, W - 1))
-    blur_mask = coeffs["mask_blur_sigma"] > 0 and (mky.shape[0] > 1 or mkx.shape[0] > 1)
+def _kernels(s: _Settings, height: int, width: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, bool]:
+    """``(ky, kx, mky, mkx, blur_mask)``: the input and mask blurs' 1-D kernels, σ scaled to the input."""
+    fy, fx = height / s.reference_size, width / s.reference_size
+    ky = tf.constant(gaussian_kernel(s.coeffs["blur_sigma"] * fy, height - 1))
+    kx = tf.constant(gaussian_kernel(s.coeffs["blur_sigma"] * fx, width - 1))
+    mky = tf.constant(gaussian_kernel(s.coeffs["mask_blur_sigma"] * fy, height - 1))
+    mkx = tf.constant(gaussian_kernel(s.coeffs["mask_blur_sigma"] * fx, width - 1))
+    blur_mask = s.coeffs["mask_blur_sigma"] > 0 and (mky.shape[0] > 1 or mkx.shape[0] > 1)
+    return ky, kx, mky, mkx, bool(blur_mask)
 
-    probs = np.concatenate([backend.predict(x_all[sl]) for sl in batches(n, batch_size)]) if n else np.zeros((0, backend.num_classes or 0), np.float32)
-    classes = _resolve_classes(class_index, probs) if n else np.zeros((0,), np.int32)
 
-    fns = _functions(backend)
-    f32 = lambda v: tf.constant(v, tf.float32)  # noqa: E731
-    stages = [(iterations, (h, w), coeffs["l1_coeff"], coeffs["tv_coeff"], 0.0, blur_mask)]
-    if refine_iterations:
-        stages.append((refine_iterations, (H, W), coeffs["refine_l1_coeff"], coeffs["refine_tv_coeff"],
-                       coeffs["refine_binary_coeff"], False))
-    total_steps = (iterations + refine_iterations) * len(list(batches(n, batch_size)))
-    bar = None
-    if progress:
+def _stages(s: _Settings, low: tuple[int, int], full: tuple[int, int], blur_mask: bool) -> list[_Stage]:
+    """Stage 1 at the low resolution; stage 2 at full resolution when ``refine_iterations > 0``."""
+    c = s.coeffs
+    stages = [_Stage(s.iterations, low, c["l1_coeff"], c["tv_coeff"], 0.0, blur_mask)]
+    if s.refine_iterations:
+        stages.append(_Stage(s.refine_iterations, full, c["refine_l1_coeff"], c["refine_tv_coeff"],
+                             c["refine_binary_coeff"], False))
+    return stages
+
+
+def _noise(s: _Settings, stage: int, it: int, height: int, width: int) -> tf.Tensor:
+    """The blend's noise at a step: a function of the seed only (shared by all images, batch-independent)."""
+    if s.coeffs["noise_std"] == 0.0:
+        return tf.zeros([1, height, width, 3], tf.float32)
+    rng = np.random.default_rng([s.seed, stage, it])
+    return tf.constant(rng.normal(0.0, s.coeffs["noise_std"], (1, height, width, 3)).astype(np.float32))
+
+
+def _f32(value: float) -> tf.Tensor:
+    return tf.constant(value, tf.float32)
+
+
+class PerturbationMask(IterativeMethod):
+    """The deletion game on the iterative base: batches of images, each optimised by Adam.
+
+    ``should_continue()`` is checked before every batch of the reference pass and every
+    ``check_every`` optimisation steps; the progress bar counts steps.
+    """
+
+    name = "perturbation_mask"
+    unit = "steps"
+
+    def __init__(self, backend: Backend, settings: _Settings, **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.s = settings
+        self.steps_done = 0
+
+    def check_images(self, images: Any) -> np.ndarray:
+        return _check_images(images, self.backend)
+
+    def reference(self, images: np.ndarray) -> np.ndarray:
+        if not len(images):
+            self.keep_going("before the first step")
+            return np.zeros((0, self.backend.num_classes or 0), np.float32)
+        return self.predict_all(images, np.float32)
+
+    def compute(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        height, width = (int(v) for v in self.backend.input_shape[:2])
+        low = (max(1, math.ceil(height / self.s.mask_scale)), max(1, math.ceil(width / self.s.mask_scale)))
+        self.kernels = _kernels(self.s, height, width)
+        self.stages = _stages(self.s, low, (height, width), self.kernels[4])
+        self.fns = _functions(self.backend)
+        n_batches = len(list(batches(len(images), self.batch_size)))
+        self.bar = self._progress_bar(sum(st.iterations for st in self.stages) * n_batches)
+        parts: list[tuple[np.ndarray, ...]] = []
+        try:
+            for sl in batches(len(images), self.batch_size):
+                parts.append(self._optimise_batch(images[sl], classes[sl].astype(np.int32)))
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        empty = (np.zeros((0, *low)), np.zeros((0, height, width)), np.zeros((0,)), np.zeros((0,)))
+        mask_low, mask, p_pert, loss = (np.concatenate(col).astype(np.float32) for col in zip(*parts or [empty]))
+        self.extras.update(mask=mask, mask_lowres=mask_low, probability_perturbed=p_pert, loss=loss)
+        return (1.0 - mask).astype(np.float32)
+
+    def outputs(self, raw: np.ndarray, classes: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+        return super().outputs(raw, classes.astype(np.int32), probabilities)
+
+    def _progress_bar(self, total: int) -> Any:
+        if not self.progress:
+            return None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, desc="perturbation_mask", unit="step")
+        return tqdm(total=total, desc=self.name, unit="step")
 
-    # the noise sequence depends only on the seed (shared by all images, batch-independent)
-    def noise_for(stage: int, it: int) -> tf.Tensor:
-        if coeffs["noise_std"] == 0.0:
-            return tf.zeros([1, H, W, 3], tf.float32)
-        rng = np.random.default_rng([seed, stage, it])
-        return tf.constant(rng.normal(0.0, coeffs["noise_std"], (1, H, W, 3)).astype(np.float32))
-
-    out_low, out_mask, out_p, out_loss = [], [], [], []
-    step_count = 0
-    try:
-        for sl in batches(n, batch_size):
-            x = tf.constant(x_all[sl])
-            if perturbation == "constant":  # each image's mean colour
-                xb = tf.broadcast_to(tf.reduce_mean(x, axis=[1, 2], keepdims=True), tf.shape(x))
-            else:
-                xb = gaussian_blur(x, ky, kx)
-            cls = tf.constant(classes[sl])
-            b = int(x.shape[0])
-            m = tf.ones([b, h, w, 1], tf.float32)
-            low = m
-            for stage_no, (iters, shape, l1, tv, binary, blurm) in enumerate(stages):
-                if stage_no == 1:
-                    low = m
-                    m = tf.clip_by_value(_upsample(m, (H, W)), 0.0, 1.0)
-                m = tf.ensure_shape(m, [b, *shape, 1])
-                adam_m = tf.zeros_like(m)
-                adam_v = tf.zeros_like(m)
-                args = (f32(lr), f32(l1), f32(tv), f32(coeffs["tv_beta"]), f32(binary), mky, mkx, blurm,
-                        log_odds, f32(floor))
-                for it in range(iters):
-                    if it % check_every == 0 and step_count:
-                        keep_going()
-                    m, adam_m, adam_v, _ = fns["step"](
-                        m, adam_m, adam_v, f32(it + 1), x, xb, cls, noise_for(stage_no, it), *args
-                    )
-                    step_count += 1
-                    if bar is not None:
-                        bar.update(1)
-            if len(stages) == 1:
+    def _optimise_batch(self, images: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Both stages on one batch: ``(mask_lowres, mask, p_c(Φ(x; M)), loss)`` as numpy."""
+        ky, kx, mky, mkx, _ = self.kernels
+        height, width = images.shape[1:3]
+        x = tf.constant(images)
+        if self.s.perturbation == "constant":  # each image's mean colour
+            xb = tf.broadcast_to(tf.reduce_mean(x, axis=[1, 2], keepdims=True), tf.shape(x))
+        else:
+            xb = gaussian_blur(x, ky, kx)
+        cls = tf.constant(classes)
+        m = tf.ones([int(x.shape[0]), *self.stages[0].shape, 1], tf.float32)
+        low = m
+        for stage_no, stage in enumerate(self.stages):
+            if stage_no == 1:
                 low = m
-            big = tf.clip_by_value(_upsample(m, (H, W)), 0.0, 1.0)
-            last = stages[-1]
-            per, pc = fns["objective"](  # the returned mask, without noise or mask blur
-                m, x, xb, cls, tf.zeros([1, H, W, 3], tf.float32), f32(last[2]), f32(last[3]),
-                f32(coeffs["tv_beta"]), f32(last[4]), mky, mkx, False, log_odds, f32(floor),
-            )
-            out_low.append(low.numpy()[..., 0])
-            out_mask.append(big.numpy()[..., 0])
-            out_p.append(pc.numpy())
-            out_loss.append(per.numpy())
-    finally:
-        if bar is not None:
-            bar.close()
+                m = tf.clip_by_value(_upsample(m, (height, width)), 0.0, 1.0)
+            m = self._run_stage(stage_no, stage, m, x, xb, cls)
+        if len(self.stages) == 1:
+            low = m
+        big = tf.clip_by_value(_upsample(m, (height, width)), 0.0, 1.0)
+        last = self.stages[-1]
+        per, pc = self.fns["objective"](  # the returned mask, without noise or mask blur
+            m, x, xb, cls, tf.zeros([1, height, width, 3], tf.float32), _f32(last.l1), _f32(last.tv),
+            _f32(self.s.coeffs["tv_beta"]), _f32(last.binary), mky, mkx, False, self.s.log_odds, _f32(self.s.floor),
+        )
+        return low.numpy()[..., 0], big.numpy()[..., 0], pc.numpy(), per.numpy()
 
-    if n:
-        mask = np.concatenate(out_mask).astype(np.float32)
-        mask_low = np.concatenate(out_low).astype(np.float32)
-        p_pert = np.concatenate(out_p).astype(np.float32)
-        loss = np.concatenate(out_loss).astype(np.float32)
-    else:
-        mask = np.zeros((0, H, W), np.float32)
-        mask_low = np.zeros((0, h, w), np.float32)
-        p_pert = loss = np.zeros((0,), np.float32)
-    raw = (1.0 - mask).astype(np.float32)
-    lo = raw.min(axis=(1, 2), keepdims=True) if n else 0.0
-    hi = raw.max(axis=(1, 2), keepdims=True) if n else 0.0
-    heatmap = ((raw - lo) / (hi - lo + 1e-7)).astype(np.float32)
-    return {
-        "heatmap": heatmap,
-        "raw": raw,
-        "mask": mask,
-        "mask_lowres": mask_low,
-        "class_index": classes.astype(np.int32),
-        "probabilities": probs.astype(np.float32),
-        "probability_perturbed": p_pert,
-        "loss": loss,
-    }
+    def _run_stage(self, stage_no: int, stage: _Stage, m: tf.Tensor, x: tf.Tensor, xb: tf.Tensor,
+                   cls: tf.Tensor) -> tf.Tensor:
+        """Adam on the mask ``m`` for ``stage.iterations`` steps, clamped to ``[0, 1]`` after each."""
+        _, _, mky, mkx, _ = self.kernels
+        height, width = int(x.shape[1]), int(x.shape[2])
+        m = tf.ensure_shape(m, [int(x.shape[0]), *stage.shape, 1])
+        adam_m, adam_v = tf.zeros_like(m), tf.zeros_like(m)
+        args = (_f32(self.s.learning_rate), _f32(stage.l1), _f32(stage.tv), _f32(self.s.coeffs["tv_beta"]),
+                _f32(stage.binary), mky, mkx, stage.blur_mask, self.s.log_odds, _f32(self.s.floor))
+        for it in range(stage.iterations):
+            if it % self.s.check_every == 0 and self.steps_done:
+                self.keep_going(f"after {self.steps_done} {self.unit}")
+            m, adam_m, adam_v, _ = self.fns["step"](
+                m, adam_m, adam_v, _f32(it + 1), x, xb, cls, _noise(self.s, stage_no, it, height, width), *args
+            )
+            self.steps_done += 1
+            if self.bar is not None:
+                self.bar.update(1)
+        return m
 
 
 from explain.schema import Param  # noqa: E402  (the declarations below)

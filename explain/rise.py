@@ -31,11 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from explain import registry
-from explain.backend import Backend, Cancelled, batches
-from explain.occlusion import check_batch, check_batch_size, resolve_classes
+from explain.backend import Backend
+from explain.iterative import PairwiseMethod
 from explain.params import check_float, check_int
 
-__all__ = ["rise", "rise_masks", "MAX_MASKS"]
+__all__ = ["rise", "Rise", "rise_masks", "MAX_MASKS"]
 
 MAX_MASKS = 100_000
 
@@ -90,50 +90,50 @@ def rise(
         ExplainError: a parameter out of its accepted range (the message names it, the value and the range).
         Cancelled: ``should_continue()`` returned False.
     """
-    check_batch_size(batch_size)
-    images = check_batch(images, backend.input_shape)
-    n, height, width, _ = images.shape
-    n_masks = check_int("n_masks", n_masks, 1, MAX_MASKS)
-    grid = check_int("grid", grid, 1, min(height, width))
-    p1 = check_float("p1", p1, 0.0, 1.0, lo_open=True)
-    seed = check_int("seed", seed, 0, 2**63 - 1)
-    go = should_continue or (lambda: True)
+    return Rise(backend, n_masks, grid, p1, seed, batch_size=batch_size, should_continue=should_continue,
+                progress=progress).explain(images, class_index)
 
-    probs0 = []
-    for sl in batches(n, batch_size):
-        if not go():
-            raise Cancelled("rise cancelled while predicting the original images")
-        probs0.append(np.asarray(backend.predict(images[sl]), np.float32))
-    probabilities = np.concatenate(probs0)
-    classes = resolve_classes(class_index, probabilities)
 
-    total = np.zeros((n, height, width), np.float64)
-    chunks = list(batches(n * n_masks, batch_size))
-    if progress:
-        from tqdm.auto import tqdm
+class Rise(PairwiseMethod):
+    """RISE on the iterative base: the pairs are ``(image, mask)``; see :func:`rise`."""
 
-        chunks = tqdm(chunks, desc="rise", unit="batch")
-    for sl in chunks:
-        if not go():
-            raise Cancelled(f"rise cancelled after {sl.start} of {n * n_masks} masked images")
-        pairs = np.arange(sl.start, sl.stop)
-        img_idx, mask_idx = pairs // n_masks, pairs % n_masks
-        masks = rise_masks(mask_idx, seed, grid, p1, height, width)
-        probs = np.asarray(backend.predict(images[img_idx] * masks[..., None]), np.float64)
-        scores = probs[np.arange(len(pairs)), classes[img_idx]]
-        for i in np.unique(img_idx):  # pairs are contiguous: at most a few images per chunk
-            sel = img_idx == i
-            total[i] += np.tensordot(scores[sel], masks[sel], axes=1)
-    raw = total / (n_masks * p1)
-    lo = raw.min(axis=(1, 2), keepdims=True)
-    hi = raw.max(axis=(1, 2), keepdims=True)
-    return {
-        "heatmap": ((raw - lo) / (hi - lo + 1e-7)).astype(np.float32),
-        "raw": raw.astype(np.float32),
-        "class_index": classes,
-        "probabilities": probabilities,
-        "n_masks": np.int64(n_masks),
-    }
+    name = "rise"
+    unit = "masked images"
+
+    def __init__(self, backend: Backend, n_masks: int = 4000, grid: int = 7, p1: float = 0.5, seed: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.n_masks, self.grid, self.p1, self.seed = n_masks, grid, p1, seed
+
+    def check_images(self, images: Any) -> np.ndarray:
+        """The images, then the parameters whose range depends on their size."""
+        images = super().check_images(images)
+        _, height, width, _ = images.shape
+        self.n_masks = check_int("n_masks", self.n_masks, 1, MAX_MASKS)
+        self.grid = check_int("grid", self.grid, 1, min(height, width))
+        self.p1 = check_float("p1", self.p1, 0.0, 1.0, lo_open=True)
+        self.seed = check_int("seed", self.seed, 0, 2**63 - 1)
+        return images
+
+    def reference(self, images: np.ndarray) -> np.ndarray:
+        return self.predict_all(images, np.float32)
+
+    def compute(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        n, height, width, _ = images.shape
+        self.images, self.classes = images, classes
+        self.total = np.zeros((n, height, width), np.float64)
+        self.stream(n, self.n_masks)
+        self.extras["n_masks"] = np.int64(self.n_masks)
+        return self.total / (self.n_masks * self.p1)
+
+    def on_pairs(self, sl: slice, image_index: np.ndarray, item_index: np.ndarray) -> None:
+        _, height, width, _ = self.images.shape
+        masks = rise_masks(item_index, self.seed, self.grid, self.p1, height, width)
+        probs = np.asarray(self.backend.predict(self.images[image_index] * masks[..., None]), np.float64)
+        scores = probs[np.arange(len(image_index)), self.classes[image_index]]
+        for i in np.unique(image_index):  # pairs are contiguous: at most a few images per chunk
+            sel = image_index == i
+            self.total[i] += np.tensordot(scores[sel], masks[sel], axes=1)
 
 
 registry.register(

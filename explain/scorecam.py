@@ -37,12 +37,12 @@ import numpy as np
 import tensorflow as tf
 
 from explain import registry
-from explain.backend import Backend, Cancelled, batches
-from explain.occlusion import check_batch, check_batch_size, resolve_classes
-from explain.resize import EPSILON, heatmap_outputs, upsample
+from explain.backend import Backend
+from explain.iterative import ChannelCAM
+from explain.resize import EPSILON, upsample
 from explain.view import ExplainError
 
-__all__ = ["scorecam", "masked_inputs"]
+__all__ = ["scorecam", "ScoreCAM", "masked_inputs"]
 
 _MASK_RESIZE = ("align_corners", "half_pixel")
 
@@ -101,54 +101,31 @@ def scorecam(
     """
     if mask_resize not in _MASK_RESIZE:
         raise ExplainError(f"mask_resize {mask_resize!r} is not supported; accepted: {list(_MASK_RESIZE)}")
-    check_batch_size(batch_size)
-    images = check_batch(images, backend.input_shape)
-    n = images.shape[0]
-    go = should_continue or (lambda: True)
+    return ScoreCAM(backend, relu=relu, mask_resize=mask_resize, batch_size=batch_size,
+                    should_continue=should_continue, progress=progress).explain(images, class_index)
 
-    acts, logits = [], []
-    for sl in batches(n, batch_size):
-        if not go():
-            raise Cancelled("scorecam cancelled while computing features")
-        a, y = backend.features(images[sl])
-        acts.append(np.asarray(a, np.float32))
-        logits.append(np.asarray(y, np.float32))
-    activations = np.concatenate(acts)
-    logits_all = np.concatenate(logits)
-    probabilities = tf.nn.softmax(logits_all, axis=-1).numpy()
-    classes = resolve_classes(class_index, probabilities)
-    _, h, w, k = activations.shape
 
-    masker = _masker((h, w), backend.input_shape, mask_resize == "align_corners")
-    # (N, h, w, K) -> (N·K, h, w), pair p = image p // K, channel p % K.
-    flat = np.ascontiguousarray(np.transpose(activations, (0, 3, 1, 2)).reshape(n * k, h, w))
-    scores = np.empty(n * k, np.float32)
-    chunks = list(batches(n * k, batch_size))
-    if progress:
-        from tqdm.auto import tqdm
+class ScoreCAM(ChannelCAM):
+    """Score-CAM on the iterative base: a pair's score is ``p_c(x ⊙ norm(up(A_k)))``, the weight itself."""
 
-        chunks = tqdm(chunks, desc="scorecam", unit="batch")
-    for sl in chunks:
-        if not go():
-            raise Cancelled(f"scorecam cancelled after {sl.start} of {n * k} masked images")
-        img_idx = np.arange(sl.start, sl.stop) // k
-        masked = masker(tf.constant(flat[sl]), tf.constant(images[img_idx])).numpy()
-        probs = np.asarray(backend.predict(masked))
-        scores[sl] = probs[np.arange(len(img_idx)), classes[img_idx]]
+    name = "scorecam"
+    unit = "masked images"
 
-    weights = scores.reshape(n, k)
-    cam = tf.einsum("nhwk,nk->nhw", activations, weights)
-    if relu:
-        cam = tf.nn.relu(cam)
-    out = heatmap_outputs(cam, backend.input_shape[:2])
-    return {
-        "heatmap": out["heatmap_upsampled"].numpy(),
-        "heatmap_lowres": out["heatmap"].numpy(),
-        "raw": out["raw"].numpy(),
-        "weights": weights,
-        "class_index": classes,
-        "probabilities": probabilities,
-    }
+    def __init__(self, backend: Backend, mask_resize: str = "align_corners", **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.align_corners = mask_resize == "align_corners"
+
+    def compute(self, images: np.ndarray, classes: np.ndarray) -> Any:
+        n, h, w, k = self.activations.shape
+        self.masker = _masker((h, w), self.backend.input_shape, self.align_corners)
+        # (N, h, w, K) -> (N·K, h, w), pair p = image p // K, channel p % K.
+        self.flat = np.ascontiguousarray(np.transpose(self.activations, (0, 3, 1, 2)).reshape(n * k, h, w))
+        return super().compute(images, classes)
+
+    def pair_scores(self, sl: slice, image_index: np.ndarray, channel: np.ndarray) -> np.ndarray:
+        masked = self.masker(tf.constant(self.flat[sl]), tf.constant(self.images[image_index])).numpy()
+        probs = np.asarray(self.backend.predict(masked))
+        return probs[np.arange(len(image_index)), self.classes[image_index]]
 
 
 registry.register(

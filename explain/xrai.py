@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from explain import registry
 from explain.backend import Backend, Cancelled, MethodUnavailable, batches
-from explain.occlusion import check_batch, check_batch_size, resolve_classes
+from explain.iterative import check_batch, check_batch_size, resolve_classes
 from explain.params import check_int
 
 __all__ = ["xrai", "integrated_gradients_backend", "xrai_regions", "SCALES_AT_224"]

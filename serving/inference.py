@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from explain.result import as_explanation
 from serving.batching import Batcher, BatchResult
 from serving.errors import FailedPrecondition, InvalidArgument
 from serving.registry import ServableVersion
@@ -43,9 +44,6 @@ __all__ = [
     "importance_mask",
     "similarity",
 ]
-
-# Outputs of a method that have their own response fields.
-_STANDARD = {"heatmap", "heatmap_upsampled", "heatmap_lowres", "raw", "probabilities", "class_index"}
 
 
 @dataclass(frozen=True)
@@ -425,8 +423,6 @@ def explain(
                               model_name=sv.name, **{k: v.item() if hasattr(v, "item") else v for k, v in call.items()})
         compute_s += time.perf_counter() - start
         batch_size = max(batch_size, images.shape[0])
-        heatmap = np.asarray(out.get("heatmap_upsampled", out["heatmap"]), np.float32)
-        lowres = np.asarray(out["heatmap"], np.float32) if out["heatmap"].shape != heatmap.shape else None
     elif method.kind == "single_pass":
         inputs: dict[str, Any] = {"images": images, **call}
         if "class_index" in sv.input_specs[method.name]:
@@ -436,29 +432,21 @@ def explain(
         batch_size = max(batch_size, run.batch_size)
         queue_s += run.queue_s
         compute_s += run.compute_s
-        up = out.get("heatmap_upsampled", out.get("heatmap"))
-        low = out.get("heatmap")
-        heatmap = np.asarray(up, np.float32)
-        lowres = np.asarray(low, np.float32) if low is not None and low.shape != heatmap.shape else None
     else:
         start = time.perf_counter()
         x = images.astype(np.float32) / 255.0
         out = method.fn(sv.backend, x, class_index=classes, should_continue=ctx.should_continue, **call)
         compute_s += time.perf_counter() - start
         batch_size = max(batch_size, int(resolved.get("batch_size") or images.shape[0]))
-        heatmap = np.asarray(out["heatmap"], np.float32)
-        lowres = np.asarray(out["heatmap_lowres"], np.float32) if "heatmap_lowres" in out else None
-    raw = np.asarray(out["raw"], np.float32) if "raw" in out else None
-    probs = np.asarray(out["probabilities"], np.float32) if "probabilities" in out else None
-    resolved_classes = np.asarray(out.get("class_index", classes), np.int32)
-    extras = {k: np.asarray(v) for k, v in out.items() if k not in _STANDARD and not isinstance(v, dict)}
-    mask = _mask(heatmap, theta, rho)
+    res = as_explanation(out)  # one output shape, whatever the method's dialect
+    resolved_classes = res.class_index if res.class_index is not None else np.asarray(classes, np.int32)
+    mask = _mask(res.heatmap, theta, rho)
     if theta is not None:
         resolved["theta"] = float(theta)
     if rho is not None:
         resolved["rho"] = float(rho)
-    return ExplainOutcome(method.name, heatmap, lowres, raw, probs, resolved_classes, image_index, mask,
-                          resolved, extras, batch_size, queue_s, compute_s)
+    return ExplainOutcome(method.name, res.heatmap, res.heatmap_lowres, res.raw, res.probabilities, resolved_classes,
+                          image_index, mask, resolved, res.extras, batch_size, queue_s, compute_s)
 
 
 # ---------------------------------------------------------------------------- ImportanceMask

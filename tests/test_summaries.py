@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from explain import summaries as su
+from evaluation import summaries as su
 
 H = 64
 CELL = 8

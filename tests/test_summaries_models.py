@@ -62,7 +62,7 @@ def test_a_summarised_image_maps_back_onto_its_summary(summaries_report, server,
     """The offline path a user takes (README): regions of an image's perturbation mask, from the
     service with the recorded parameters, assigned to the summaries read back from JSON."""
     from evaluation.data import regenerate_test_split
-    from explain.summaries import assign_regions, extract_regions, summaries_from_json
+    from evaluation.summaries import assign_regions, extract_regions, summaries_from_json
     from serving.client import ExplanationClient
 
     data = json.loads((summaries_report / "summaries" / "vgg11.json").read_text())

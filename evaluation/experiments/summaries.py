@@ -31,7 +31,7 @@ architectures) and every class:
   0.5 means "at least half deleted"; the normalised ``heatmap`` is used when a server does not
   return ``raw``). Cost at 128 px on 2 CPU cores: about 13–15 s per model for 24 images.
 * **Features**: target-layer activations ``ctx.features(model, idx)`` (cached).
-* **Summaries**: :func:`explain.summaries.summarize_class` with its defaults (connected
+* **Summaries**: :func:`evaluation.summaries.summarize_class` with its defaults (connected
   components of ``1 − M ≥ 0.5``, at least 0.5 % of the image, at most 5 per image; similarity
   ``0.6 · cos + 0.4 · exp(−‖Δg‖²/0.5²)``; affinity propagation with preference 0.3, seeded with
   ``config.seed``; coherence ≥ 0.5; at least 2 images), plus ``min_regularity`` =
@@ -52,8 +52,8 @@ service keep per-model summary state that depends on a data set (which images, w
 seed), to be invalidated with every model version — state the stateless explanation service does
 not have. The evaluation computes them offline and writes them per model to
 ``REPORT_DIR/summaries/<model>.json`` (members, objects, and the exemplar descriptors); a user maps
-a new image's regions onto them in-process with :func:`explain.summaries.summaries_from_json` and
-:func:`explain.summaries.assign_regions` (regions from the image's perturbation mask, activations
+a new image's regions onto them in-process with :func:`evaluation.summaries.summaries_from_json` and
+:func:`evaluation.summaries.assign_regions` (regions from the image's perturbation mask, activations
 from the ``features`` signature).
 """
 
@@ -72,7 +72,7 @@ from evaluation.measures import pointing_chance, pointing_game
 from evaluation.pipeline import Context, experiment
 from evaluation.report import Finding, Section
 from evaluation.tables import Table
-from explain.summaries import Summary, summaries_to_json, summarize_class
+from evaluation.summaries import Summary, summaries_to_json, summarize_class
 
 __all__ = [
     "planted_pixel_share",
@@ -462,7 +462,7 @@ def run(ctx: Context) -> Section:
         "planted-object pixel (the pointing game); a summary falls on them when most of its members hit. "
         f"Importance map: {' / '.join(sorted(sources)) or '–'} (1 − mask). Summaries are computed offline, not by the "
         "service; they are written to summaries/<model>.json with their exemplar descriptors for "
-        "explain.summaries.assign_regions."
+        "evaluation.summaries.assign_regions."
     )
     ctx.results["summaries"] = {
         m: {c: len(ss) for c, ss in by.items()} for m, by in per_model.items()
