@@ -79,6 +79,10 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidArgument("the body is not UTF-8 text", "body") from None
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "body") from None
+    except RecursionError:
+        raise InvalidArgument("the body nests JSON arrays or objects too deeply (accepted: a few hundred levels)", "body") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidArgument(f"the body is not acceptable JSON: {str(exc)[:200]}", "body") from None
 
 
 class Api:

@@ -78,7 +78,7 @@ def scenes_handler(api: Api, request: Request, body: bytes) -> dict[str, Any]:
     from serving.http.scenes import scenes
 
     text = request.query_params.get("size", "64")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidArgument(f"size {text!r} is not a positive integer", "size")
     return {"scenes": scenes(int(text))}
 
