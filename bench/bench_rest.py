@@ -126,8 +126,14 @@ def measure(server: RestServer, model: str, version_dir: Path, images: np.ndarra
         body = bodies[kind][0]
 
         def call() -> np.ndarray:
-            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-            reply = conn.getresponse()
+            try:
+                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                reply = conn.getresponse()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # uvicorn closes a connection idle for 5 s (slow batch rounds): reconnect once
+                conn.close()
+                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                reply = conn.getresponse()
             data = json.loads(reply.read())
             if reply.status != 200:
                 raise RuntimeError(f"{kind}: HTTP {reply.status} {data}")
