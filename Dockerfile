@@ -18,29 +18,53 @@ ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8
 # Debian bookworm: python3 is 3.11; tini is PID 1 and forwards SIGTERM/SIGINT to the server.
 # Versions are not pinned on purpose: the base image is a moving Debian stable (security updates).
+# apt-get clean: a base without Debian's docker-clean hook (a local debootstrap) keeps the .deb files.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv tini ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # ---------------------------------------------------------------- deps: venv with the third-party packages
 FROM python AS deps
+# TensorFlow's CPU-only wheel by default (no CUDA kernels: about 1 GB less); for a GPU image:
+#   --build-arg TF_PACKAGE=tensorflow
+ARG TF_PACKAGE=tensorflow-cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DEFAULT_TIMEOUT=120
+# binutils (strip) only in this build stage, never in the runtime image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 # Only the core dependencies and the [serving] extra of pyproject.toml (not [evaluation] nor
 # [test]): this big layer (TensorFlow) stays cached while the project's own code changes.
+# `tensorflow` becomes TF_PACKAGE; tensorflow-serving-api (whose only own dependency is
+# `tensorflow`, already there under that name) is installed without dependencies.
 COPY pyproject.toml ./
+RUN python3 -c 'import re, sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; reqs = p["dependencies"] + p["optional-dependencies"]["serving"]; name = lambda r: re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0]; print("\n".join(sys.argv[1] + r[len(name(r)):] if name(r) == "tensorflow" else r for r in reqs if name(r) != "tensorflow-serving-api")); print("\n".join(r for r in reqs if name(r) == "tensorflow-serving-api"), file=open("/tmp/no-deps.txt", "w"))' "${TF_PACKAGE}" > /tmp/requirements.txt \
+    && cat /tmp/requirements.txt /tmp/no-deps.txt
 # The extra CA bundle (e.g. a TLS-intercepting egress proxy) comes in as a build secret and
-# exists only while the RUN step runs: it is never written into a layer.
+# exists only while the RUN step runs: it is never written into a layer. The same step drops
+# what serving never loads: TensorFlow's C++ headers (tensorflow/include), libclang (a
+# TensorFlow build-time dependency), pip's and the packages' test suites, and the symbol tables
+# of TensorFlow's shared libraries (strip --strip-unneeded keeps the dynamic symbols).
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     cat /etc/ssl/certs/ca-certificates.crt > /tmp/ca-bundle.pem \
     && if [ -s /run/secrets/ca ]; then cat /run/secrets/ca >> /tmp/ca-bundle.pem; fi \
-    && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["serving"]))' > /tmp/requirements.txt \
     && PIP_CERT=/tmp/ca-bundle.pem /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm -f /tmp/ca-bundle.pem /tmp/requirements.txt
+    && PIP_CERT=/tmp/ca-bundle.pem /opt/venv/bin/pip install --no-cache-dir --no-deps -r /tmp/no-deps.txt \
+    && /opt/venv/bin/pip uninstall -y libclang \
+    && rm -f /tmp/ca-bundle.pem /tmp/requirements.txt /tmp/no-deps.txt \
+    && SITE="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && rm -rf "$SITE/tensorflow/include" \
+    && find "$SITE/numpy" "$SITE/scipy" "$SITE/skimage" "$SITE/networkx" -depth -type d -name tests -exec rm -rf {} + \
+    && find "$SITE/tensorflow" -name '*.so*' -type f -exec strip --strip-unneeded {} + \
+    && /opt/venv/bin/python -c 'import tensorflow as tf, tensorflow_serving.apis, skimage.segmentation, starlette, uvicorn; print("TensorFlow", tf.__version__, tf.reduce_sum(tf.ones([2, 2])).numpy())'
 
 # ---------------------------------------------------------------- wheel: the project itself
 FROM deps AS wheel

@@ -15,11 +15,13 @@ Routes (all JSON; errors are ``{"error": "..."}`` with the HTTP status of the gR
 
 Every request passes :func:`_endpoint`, the one wrapper: bearer token (the gRPC gate's check),
 refusal while draining (503), in-flight accounting for the graceful stop, the body limit
-(``max_message_bytes``; 413 beyond), JSON parsing, and the error map.
+(``max_message_bytes``; 413 beyond), the request deadline (``X-Request-Timeout`` / ``?timeout=``,
+:mod:`serving.http.deadline`; 504 beyond), JSON parsing, and the error map.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -35,9 +37,10 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from serving.errors import InvalidArgument, http_status, status_for
+from serving.errors import DeadlineExceeded, InvalidArgument, http_status, status_for
 from serving.explanation_service import ExplanationServicer
 from serving.http.context import HttpAbort, HttpContext
+from serving.http.deadline import current_deadline, request_deadline, run_with_deadline, timeout_message
 from serving.interceptors import ServerGate
 from serving.model_service import ModelServicer
 from serving.prediction_service import PredictionServicer
@@ -76,6 +79,10 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidArgument("the body is not UTF-8 text", "body") from None
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "body") from None
+    except RecursionError:
+        raise InvalidArgument("the body nests JSON arrays or objects too deeply (accepted: a few hundred levels)", "body") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidArgument(f"the body is not acceptable JSON: {str(exc)[:200]}", "body") from None
 
 
 class Api:
@@ -90,8 +97,9 @@ class Api:
         self.explanation = ExplanationServicer(runtime)
 
     def call(self, method: Callable[[Any, Any], Any], request: Any) -> Any:
-        """Run a servicer method (wrapped by :func:`serving.errors.rpc_method`) for an HTTP request."""
-        return method(request, HttpContext())
+        """Run a servicer method (wrapped by :func:`serving.errors.rpc_method`) for an HTTP request
+        (with the request's deadline, :func:`serving.http.deadline.current_deadline`)."""
+        return method(request, HttpContext(deadline=current_deadline()))
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -134,11 +142,22 @@ async def _discard(request: Request, limit: int) -> None:
 Handler = Callable[[Api, Request, bytes], Any]
 
 
+def _leave_when_done(gate: ServerGate) -> Callable[[asyncio.Future], None]:
+    """A done-callback for a handler answered 504 while its thread still runs: count it out then."""
+
+    def done(future: asyncio.Future) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: asyncio does not log it; the servicer logged it already
+        gate.leave()
+
+    return done
+
+
 def _endpoint(api: Api, handler: Handler, public: bool = False) -> Callable[[Request], Any]:
     """Wrap ``handler(api, request, body) -> JSON-able | Response``, run on a worker thread."""
 
     async def endpoint(request: Request) -> Response:
-        start = time.perf_counter()
+        start, arrived = time.perf_counter(), time.monotonic()
         if not public:
             problem = api.gate.check_authorization(request.headers.get("authorization"))
             if problem is not None:
@@ -146,9 +165,20 @@ def _endpoint(api: Api, handler: Handler, public: bool = False) -> Callable[[Req
                 return _error(401, problem.replace("metadata 'authorization", "header 'Authorization"))
         if not api.gate.enter():
             return _error(503, "the server is shutting down; retry on another replica")
+        leave = True
         try:
+            deadline, timeout = request_deadline(request.headers, request.query_params, arrived)
             body = await _read_body(request, api.max_body_bytes) if request.method == "POST" else b""
-            result = await run_in_threadpool(handler, api, request, body)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(timeout_message(timeout))
+            work = asyncio.ensure_future(run_in_threadpool(run_with_deadline, deadline, handler, api, request, body))
+            if deadline is not None:
+                await asyncio.wait({work}, timeout=max(0.0, deadline - time.monotonic()))
+                if not work.done():  # answer at the deadline; the thread ends at its next check
+                    leave = False
+                    work.add_done_callback(_leave_when_done(api.gate))
+                    raise DeadlineExceeded(timeout_message(timeout))
+            result = await work
             return result if isinstance(result, Response) else json_response(200, result)
         except BodyTooLarge as exc:
             if not exc.complete:
@@ -162,7 +192,8 @@ def _endpoint(api: Api, handler: Handler, public: bool = False) -> Callable[[Req
                         (time.perf_counter() - start) * 1e3, message)
             return _error(http_status(code), message)
         finally:
-            api.gate.leave()
+            if leave:
+                api.gate.leave()
 
     return endpoint
 

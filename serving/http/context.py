@@ -30,11 +30,13 @@ class HttpContext:
     Args:
         metadata: ``(key, value)`` pairs (the HTTP headers the servicers may read).
         timeout: Seconds the request may take (``None`` = no deadline).
+        deadline: The deadline as a ``time.monotonic()`` instant (instead of ``timeout``).
     """
 
-    def __init__(self, metadata: tuple[tuple[str, str], ...] = (), timeout: float | None = None) -> None:
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = (), timeout: float | None = None,
+                 deadline: float | None = None) -> None:
         self._metadata = metadata
-        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._deadline = deadline if deadline is not None else None if timeout is None else time.monotonic() + timeout
 
     def abort(self, code: grpc.StatusCode, details: str) -> Any:
         raise HttpAbort(code, details)

@@ -50,6 +50,7 @@ PREDICT_PATH = re.compile(
 STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
 
 _PNG, _JPEG = b"\x89PNG", b"\xff\xd8\xff"
+_INT64_MAX = 2**63 - 1
 
 
 def parse_version(text: str | None) -> int | None:
@@ -57,9 +58,12 @@ def parse_version(text: str | None) -> int | None:
     if not text:
         return None
     try:
-        return int(text)
+        version = int(text)
     except ValueError:
         raise InvalidArgument(f"version {text!r} is not a number", "path") from None
+    if version > _INT64_MAX:
+        raise InvalidArgument(f"version {text[:40]!r} is out of range; accepted: 0..{_INT64_MAX}", "path")
+    return version
 
 
 def _is_b64(value: Any) -> bool:
@@ -101,6 +105,23 @@ def _from_b64(value: dict, spec: Any, where: str, limits: Limits, image_shape: t
     return np.frombuffer(data, dtype=dtype).reshape(dims)
 
 
+def _out_of_range_int(value: Any) -> int | None:
+    """The first integer of a nested list that no numpy integer type holds (``None`` if none)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(reversed(v))
+        elif isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**64:
+            return v
+    return None
+
+
+def _short(number: int) -> str:
+    text = str(number)
+    return text if len(text) <= 30 else f"{text[:12]}…{text[-6:]} ({len(text)} digits)"
+
+
 def decode_value(value: Any, spec: Any, where: str, limits: Limits, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A JSON value (numbers, nested lists, ``{"b64": ...}``) as a numpy array for an input of ``spec``.
 
@@ -122,6 +143,9 @@ def decode_value(value: Any, spec: Any, where: str, limits: Limits, image_shape:
     except (ValueError, TypeError):
         raise InvalidArgument("the value is a ragged list (its rows differ in length)", where) from None
     if arr.dtype == object:
+        huge = _out_of_range_int(value)
+        if huge is not None:
+            raise InvalidArgument(f"the integer {_short(huge)} is out of range; accepted: 64-bit integers", where)
         raise InvalidArgument("the value is a ragged list or mixes types", where)
     if spec.dtype.name == "string":
         if arr.dtype.kind != "U":

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from serving.errors import InvalidArgument
 from serving.http import schema
 from serving.http.app import Api, parse_json
+from serving.http.deadline import HEADER, MAX_TIMEOUT_S, QUERY
 from serving.protos.explain.v1 import explain_pb2 as pb
 
 __all__ = ["parse_message", "to_dict", "list_models", "openapi", "openapi_handler", "list_models_handler",
@@ -77,7 +78,7 @@ def scenes_handler(api: Api, request: Request, body: bytes) -> dict[str, Any]:
     from serving.http.scenes import scenes
 
     text = request.query_params.get("size", "64")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidArgument(f"size {text!r} is not a positive integer", "size")
     return {"scenes": scenes(int(text))}
 
@@ -143,10 +144,16 @@ def openapi(base_url: str = "") -> dict[str, Any]:
                         "content": {"application/json": {"schema": ref("Error")}}}}}
         if request is not None:
             out["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
-        if params:
-            out["parameters"] = params
+        out["parameters"] = [*(params or []), *deadline_params]
         return out
 
+    seconds = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S}
+    deadline_params = [  # serving.http.deadline: the gRPC deadline of an HTTP request (504 beyond)
+        {"name": HEADER, "in": "header", "required": False, "schema": seconds,
+         "description": "deadline in seconds from arrival; 504 {\"error\"} beyond it"},
+        {"name": QUERY, "in": "query", "required": False, "schema": seconds,
+         "description": f"the same as the {HEADER} header (the smaller applies)"},
+    ]
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     paths = {
         "/v1/models": {"get": op("Models, versions, methods and their parameter schemas (typed ListModels)", None,
