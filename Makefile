@@ -77,7 +77,7 @@ test-load: $(STAMP)
 	RELIABILITY_OUT=$(RELIABILITY_OUT) LOAD_SECONDS=$(LOAD_SECONDS) $(PY) -m pytest -q -m "load or not slow" tests/test_reliability_load.py
 
 test-fuzz: $(STAMP)
-	RELIABILITY_OUT=$(RELIABILITY_OUT) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -m "fuzz or not slow" tests/test_reliability_fuzz.py
+	RELIABILITY_OUT=$(RELIABILITY_OUT) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -m "fuzz or not slow" tests/test_reliability_fuzz.py tests/test_http_fuzz.py
 
 test-faults: $(STAMP)
 	RELIABILITY_OUT=$(RELIABILITY_OUT) $(PY) -m pytest -q -m "faults or not slow" tests/test_reliability_faults.py
