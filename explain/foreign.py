@@ -6,7 +6,7 @@ service runs the same method functions here, over a :class:`BackendView` — the
 :class:`explain.view.ModelView` that the gradient methods read (``run(x).logits``, the class
 index, the input shape), backed by :class:`explain.backend.SavedModelBackend`:
 
-* ``saliency``, ``integrated_gradients`` (and XRAI, an iterative method on the backend) need a
+* ``saliency``, ``smoothgrad``, ``integrated_gradients`` (and XRAI, an iterative method on the backend) need a
   differentiable signature: :meth:`SavedModelBackend.gradient_reason` is ``None``;
 * the Grad-CAM family (``gradcam``, ``gradcam_plus_plus``, ``layercam``, ``hirescam``,
   ``xgradcam``) also needs the activation output named by the metadata; ``∂y_c/∂A`` comes from
@@ -29,7 +29,7 @@ from explain.view import ForwardResult
 __all__ = ["BackendView", "GRADIENT_METHODS", "CAM_METHODS", "applicable", "run_single_pass"]
 
 #: Single-pass methods that need only input gradients of the score.
-GRADIENT_METHODS = ("saliency", "integrated_gradients")
+GRADIENT_METHODS = ("saliency", "smoothgrad", "integrated_gradients")
 #: Single-pass methods that need the activation output.
 CAM_METHODS = ("gradcam", "gradcam_plus_plus", "layercam", "hirescam", "xgradcam", "eigencam")
 

@@ -21,15 +21,19 @@ logit is chosen over ``log p_y`` because ``log p_y`` saturates the same way (its
 ``(1 − p_y)·…`` in the two-class case). ``target="probability"`` keeps seed 003's (and this module's
 earlier) behaviour; the exported ``saliency`` signature uses the logit.
 
-SmoothGrad (Smilkov et al. 2017), an option of the eager entry point :func:`saliency`: ``G`` is
-replaced by ``mean_s |∂p_y/∂x (x + ε_s)|`` over ``smooth_samples`` noisy copies,
+SmoothGrad (Smilkov et al. 2017), the registry method ``smoothgrad`` (a signature of every
+classifier export, and on models without a card through :mod:`explain.foreign`) and an option of
+the eager entry point :func:`saliency`: ``G`` is replaced by ``mean_s |∂s_y/∂x (x + ε_s)|`` (``s``
+the logit, as above) over ``smooth_samples`` noisy copies,
 ``ε_s ~ N(0, σ²)``, ``σ = smooth_noise·(max x − min x)`` per image (tf-keras-vis's convention:
 absolute value per sample, then the mean); the noisy images are not clipped; the class ``y`` is
 resolved on the clean image. Noise comes from ``tf.random.stateless_normal`` seeded with
 ``(seed, s)``, so the result is deterministic for a seed.
 
 Entry points: registry ``saliency`` (``single_pass``; inputs ``class_index`` int32 ``(N,)`` and
-``dilations`` int32 scalar) → :func:`saliency_single_pass`; eager :func:`saliency`.
+``dilations`` int32 scalar) → :func:`saliency_single_pass`; registry ``smoothgrad`` (the same plus
+``smooth_samples`` int32, ``smooth_noise`` float32 and ``seed`` int32 scalars) →
+:func:`smoothgrad_single_pass`; eager :func:`saliency`.
 """
 
 from __future__ import annotations
@@ -207,5 +211,33 @@ registry.register(
         cost="cheap",
         description="Gradient saliency |∂z_y/∂x| of the class logit (seed 003 used p_y), max over colour, "
                     "3×3 dilation d times",
+    )
+)
+
+registry.register(
+    registry.Method(
+        name="smoothgrad",
+        fn=smoothgrad_single_pass,
+        kind="single_pass",
+        applies_to="classifier",
+        signature_inputs={
+            "class_index": lambda: tf.TensorSpec([None], tf.int32),
+            "dilations": lambda: tf.TensorSpec([], tf.int32),
+            "smooth_samples": lambda: tf.TensorSpec([], tf.int32),
+            "smooth_noise": lambda: tf.TensorSpec([], tf.float32),
+            "seed": lambda: tf.TensorSpec([], tf.int32),
+        },
+        parameters=(
+            registry.Param("dilations", int, 0, lo=0, hi=64, unit="3×3 dilations",
+                           doc="grey dilations of the map"),
+            registry.Param("smooth_samples", int, 20, lo=1, hi=1024, unit="noisy copies",
+                           doc="noisy copies averaged (Vertex smoothGradConfig.noisySampleCount)"),
+            registry.Param("smooth_noise", float, 0.2, lo=0.0, hi=1.0,
+                           doc="noise σ as a fraction of each image's value range (Vertex noiseSigma)"),
+            registry.Param("seed", int, 0, lo=0, hi=2**31 - 1, doc="seed of the stateless noise"),
+        ),
+        label="SmoothGrad",
+        cost="cheap",
+        description="SmoothGrad: mean |∂z_y/∂x| over noisy copies x + N(0, σ²), max over colour, 3×3 dilation d times",
     )
 )

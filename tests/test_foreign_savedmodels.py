@@ -210,6 +210,23 @@ def test_describe_errors_name_the_value(foreign, capsys):
     assert not (root / "kexport" / "1" / METADATA_PATH).exists()
 
 
+def test_describe_names_a_custom_signature_and_its_activation_output(foreign, capsys):
+    """``--signature`` and ``--activation-output`` are checked against the SavedModel and written."""
+    root, _ = foreign
+    assert _describe(root / "custom", "--input-range=-1,1", "--signature", "serving_default") == 2
+    err = capsys.readouterr().err
+    assert "--signature 'serving_default' is not in" in err and "accepted: ['classify']" in err
+    assert _describe(root / "custom", "--input-range=-1,1", "--signature", "classify",
+                     "--output-tensor", "scores", "--activation-output", "nope") == 2
+    assert "--activation-output 'nope' is not in the signature; accepted: ['activations', 'scores']" in capsys.readouterr().err
+    assert _describe(root / "custom", "--input-range=-1,1", "--signature", "classify", "--output-tensor", "scores",
+                     "--activation-output", "activations", "--class-names", "x,y,z") == 0
+    doc = json.loads((root / "custom" / "1" / METADATA_PATH).read_text())
+    assert doc["cnnExplain"] == {"activationOutputName": "activations", "signatureName": "classify"}
+    assert doc["outputs"]["scores"]["outputTensorName"] == "scores"
+    (root / "custom" / "1" / METADATA_PATH).unlink()  # the module's other tests use their own metadata
+
+
 VERTEX_EXAMPLE = {  # the shape of Vertex AI's ExplanationMetadata reference, image input
     "inputs": {
         "image": {
@@ -287,6 +304,8 @@ def _in_process(method: str, model: keras.Model, images: np.ndarray, preprocessi
     x = images.astype(np.float32) / 255.0
     if method == "saliency":
         return saliency.saliency(view, x, class_index=0)
+    if method == "smoothgrad":
+        return saliency.saliency(view, x, class_index=0, smooth_samples=params["smooth_samples"], seed=params["seed"])
     if method == "integrated_gradients":
         return integrated_gradients.integrated_gradients(view, x, class_index=0, **params)
     return getattr(cam, method)(view, x, class_index=0)
@@ -323,7 +342,7 @@ def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(for
         info = {m.name: m for m in c.list_models()}
         assert set(CAMS) <= set(info["custom"].methods) and info["custom"].class_names == ["x", "y", "z"]
         for name in ("kexport", "signed", "pixels"):
-            assert {"saliency", "integrated_gradients", "xrai"} <= set(info[name].methods), name
+            assert {"saliency", "smoothgrad", "integrated_gradients", "xrai"} <= set(info[name].methods), name
             assert "activationOutputName" in info[name].methods_left_out["gradcam"], name
         assert "model's own layers" in info["kexport"].methods_left_out["guided_backprop"]
         for name, (model, prep) in want.items():
@@ -331,6 +350,10 @@ def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(for
             ref = _in_process("saliency", model, images, prep)
             assert float(np.ptp(ref["heatmap"])) > 0
             np.testing.assert_allclose(sal.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
+            smooth = c.explain(name, "smoothgrad", images, class_index=0, smooth_samples=4, seed=3)
+            ref = _in_process("smoothgrad", model, images, prep, smooth_samples=4, seed=3)
+            assert float(np.abs(ref["heatmap"] - sal.heatmap).max()) > 1e-3  # the noise changes the map
+            np.testing.assert_allclose(smooth.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
             ig = c.explain(name, "integrated_gradients", images, class_index=0, steps=64)
             ref = _in_process("integrated_gradients", model, images, prep, steps=64)
             np.testing.assert_allclose(ig.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
@@ -404,7 +427,10 @@ def test_foreign_backend_gradcam_equals_in_process_and_applicability(foreign, im
     np.testing.assert_allclose(got["logits"], ref["logits"], atol=1e-4)
     pixels = SavedModelBackend(tf.saved_model.load(str(root / "pixels" / "1")))
     methods, left_out = applicable(pixels)
-    assert methods == ["saliency", "integrated_gradients"] and "activationOutputName" in left_out["gradcam"]
+    assert methods == ["saliency", "smoothgrad", "integrated_gradients"] and "activationOutputName" in left_out["gradcam"]
+    got = run_single_pass("smoothgrad", pixels, x, classes, smooth_samples=4, smooth_noise=0.2, seed=3, dilations=0)
+    ref = _in_process("smoothgrad", models["pixels"], images, "unit", smooth_samples=4, seed=3)
+    np.testing.assert_allclose(got["heatmap"], ref["heatmap"], atol=1e-4)
     unknown = SavedModelBackend(tf.saved_model.load(str(root / "signed" / "1")))  # float, no range
     assert "no declared value range" in applicable(unknown)[1]["saliency"]
 
