@@ -511,11 +511,28 @@ def load_version(name: str, version: int, path: Path, warmup: str | bool = "all"
     return sv
 
 
+def _declared_defaults(signature: str) -> dict[str, Any]:
+    """The declared parameter defaults of the explanation method named like ``signature`` (``{}``
+    for ``serving_default`` and other signatures that are not a registered method)."""
+    from explain import registry
+
+    try:
+        return dict(registry.get(signature).params)
+    except KeyError:
+        return {}
+
+
 def warm_up_signature(sv: ServableVersion, signature: str) -> None:
     """Call ``signature`` once on a batch of one zero example (the first call of a loaded
-    function is much slower than the next ones; TF Serving's warm-up records do the same)."""
+    function is much slower than the next ones; TF Serving's warm-up records do the same).
+
+    Scalar inputs that are parameters of the method (``steps``, ``baseline``, ``seed`` …) get the
+    method's declared default: zero is out of range for some of them (Integrated Gradients'
+    ``steps`` accepts ``1..1024``), and a failed warm-up leaves the signature cold.
+    """
     import tensorflow as tf
 
+    declared = _declared_defaults(signature)
     inputs = {}
     for key, spec in sv.input_specs[signature].items():
         dims = spec.shape.as_list() if spec.shape.rank is not None else []
@@ -523,7 +540,10 @@ def warm_up_signature(sv: ServableVersion, signature: str) -> None:
             shape = [1, *sv.input_shape]
         else:
             shape = [1 if d is None else d for d in dims]
-        inputs[key] = tf.zeros(shape, spec.dtype)
+        if not dims and declared.get(key) is not None and key != "class_index":
+            inputs[key] = tf.constant(declared[key], spec.dtype)
+        else:
+            inputs[key] = tf.zeros(shape, spec.dtype)
     sv.signatures[signature](**inputs)
 
 

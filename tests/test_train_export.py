@@ -60,6 +60,10 @@ def test_small_and_paper_presets_use_the_papers_recipe():
         p = P.get_preset(name)
         assert (p.learning_rate, p.lr_decay_every, p.lr_decay) == (1e-4, 10, 0.1)
         assert p.embedding_learning_rate == 1e-4
+    # small's embeddings: the same step schedule stretched to 20 epochs (documented in models.presets)
+    small = P.get_preset("small")
+    assert (small.embedding_epochs, small.embedding_warmup_epochs, small.embedding_lr_decay_every) == (40, 20, 20)
+    assert P.get_preset("paper").embedding_lr_decay_every is None
     assert P.get_preset("paper").image_size == 224 and P.get_preset("paper").width == 1.0
     tiny = P.get_preset("tiny")
     assert tiny.image_size == 96 and tiny.image_size >= A.min_input_size("simple")
