@@ -480,7 +480,10 @@ def _export(
         if tmp.exists():
             shutil.rmtree(tmp)
         try:
-            tf.saved_model.save(module, str(tmp), signatures=signatures)
+            # Concrete functions (traced once by build_signatures): given the tf.functions
+            # themselves, tf.saved_model.save traces every signature a second time.
+            concrete = {k: fn.get_concrete_function() for k, fn in signatures.items()}
+            tf.saved_model.save(module, str(tmp), signatures=concrete)
             meta = _make_card(view, kind, export_dir, names, list(signatures), used, left_out, card, version)
             (tmp / CARD_PATH).parent.mkdir(parents=True, exist_ok=True)
             with open(tmp / CARD_PATH, "w", encoding="utf-8") as f:

@@ -179,11 +179,26 @@ def test_with_metadata_methods_equal_in_process(foreign, images, tmp_path):
             mask = c.explain(name, "perturbation_mask", images[:1], class_index=0, iterations=5)
             ref_mask = _in_process_mask(model, images[:1], prep)
             np.testing.assert_allclose(mask.heatmap, ref_mask, atol=1e-3, err_msg=name)
+            # A black-box method with seeded masks: the same masks in the service and in process.
+            rise = c.explain(name, "rise", images, class_index=0, n_masks=64, grid=4, seed=5)
+            ref_rise = _in_process_backend(model, prep, "rise", images, n_masks=64, grid=4, seed=5)
+            assert float(np.ptp(ref_rise)) > 0
+            np.testing.assert_allclose(rise.heatmap, ref_rise, atol=1e-4, err_msg=name)
 
 
 def _signed_keras(body: keras.Model) -> keras.Model:
     """The 'signed' module as a Keras model on [0, 1]: it maps [-1, 1] back to [0, 1] itself."""
     return body
+
+
+def _in_process_backend(model: keras.Model, preprocessing: str, method: str, images: np.ndarray,
+                        target_layer: str | None = None, **params) -> np.ndarray:
+    from explain import registry
+    from explain.backend import KerasBackend
+    from explain.view import ModelView
+
+    backend = KerasBackend(ModelView(model, preprocessing=preprocessing, target_layer=target_layer))
+    return registry.get(method).fn(backend, images.astype(np.float32) / 255.0, class_index=0, **params)["heatmap"]
 
 
 def _in_process_mask(model: keras.Model, images: np.ndarray, preprocessing: str) -> np.ndarray:
@@ -361,6 +376,10 @@ def test_gradient_methods_and_gradcam_on_foreign_signatures_equal_in_process(for
                 np.testing.assert_allclose(ig.outputs[key], ref[key], atol=1e-4, err_msg=f"{name} {key}")
             assert np.all(ig.outputs["approximation_error"] < 0.01), (name, ig.outputs["approximation_error"])
         model, prep = want["custom"]
+        score = c.explain("custom", "scorecam", images, class_index=0)  # through the activation output
+        ref_score = _in_process_backend(model, prep, "scorecam", images, target_layer="conv2")
+        assert float(np.ptp(ref_score)) > 0
+        np.testing.assert_allclose(score.heatmap, ref_score, atol=1e-4, err_msg="scorecam")
         for method in CAMS:
             got = c.explain("custom", method, images, class_index=0)
             ref = _in_process(method, model, images, prep)
