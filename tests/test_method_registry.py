@@ -271,13 +271,3 @@ def test_labels_costs_and_table_come_from_the_entries():
     assert len(rows) == 2 + len(registry.names())
     assert "| `rise` | RISE | in the service | costly | classifier | `n_masks` (4000; 1..100000)" in registry.table()
 
-
-def test_readme_method_table_is_the_registry():
-    """The README's method table is generated from the registry and kept equal to it."""
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    begin, end = "<!-- methods:begin -->\n", "\n<!-- methods:end -->"
-    assert begin in text and end in text
-    block = text[text.index(begin) + len(begin):text.index(end)]
-    assert block == registry.table(), "regenerate: python -c 'from explain import registry; print(registry.table())'"
