@@ -422,7 +422,7 @@ def check_images(images: Any, view: ModelView) -> tf.Tensor:
     Accepts ``(N, H, W, 3)`` float in ``[0, 1]`` or uint8 (scaled by 1/255).
 
     Raises:
-        ExplainError: wrong rank, wrong spatial size or channel count, unsupported dtype, an empty
-            batch or float values outside ``[0, 1]``.
+        ExplainError: wrong rank, wrong spatial size or channel count, unsupported dtype or an
+            empty batch.
     """
     return check_image_tensor(images, view.input_shape, model=view.model.name)
