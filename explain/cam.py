@@ -69,7 +69,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from explain import registry
+from explain import checks, registry
 from explain.resize import EPSILON, heatmap_outputs
 from explain.view import ExplainError, ModelView, as_view, check_images, find_layer
 
@@ -329,31 +329,12 @@ def check_class_index(class_index: Any, n: int, num_classes: int | None, model_n
     """Validate ``class_index`` for ``n`` images and return it as int32 ``(n,)``.
 
     Accepts ``None`` or ``-1`` (the predicted class), an integer, or an integer sequence of length
-    ``n`` (or 1). Raises :class:`ExplainError` naming the bad value and the accepted ones.
+    ``n`` (or 1). Raises :class:`ExplainError` naming the bad value and the accepted ones
+    (:func:`explain.checks.check_class_index`).
     """
     if n < 1:
         raise ExplainError(f"images must hold at least one image; got a batch of {n}")
-    if class_index is None:
-        class_index = -1
-    arr = np.asarray(class_index.numpy() if tf.is_tensor(class_index) else class_index)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise ExplainError(
-            f"class_index {class_index!r} must be an integer or a sequence of integers (dtype {arr.dtype}); "
-            f"accepted: -1 (predicted) or 0..{(num_classes or 1) - 1}"
-        )
-    if arr.ndim > 1:
-        raise ExplainError(f"class_index must be a scalar or have shape ({n},); got shape {arr.shape}")
-    arr = arr.reshape(-1)
-    if arr.size not in (1, n):
-        raise ExplainError(f"class_index has {arr.size} entries for {n} images; accepted: 1 or {n}")
-    if num_classes is not None:
-        bad = arr[(arr < -1) | (arr >= num_classes)]
-        if bad.size:
-            raise ExplainError(
-                f"class_index {int(bad[0])} is out of range for model {model_name!r} with {num_classes} "
-                f"classes; accepted: -1 (predicted) or 0..{num_classes - 1}"
-            )
-    return tf.constant(np.broadcast_to(arr, (n,)).astype(np.int32))
+    return tf.constant(checks.check_class_index(class_index, n, num_classes, model_name).astype(np.int32))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ ablated or optimised images) through a :class:`~explain.backend.Backend`. What e
 needs, and what this module owns once:
 
 * **checks**: the images (:func:`check_batch`), ``batch_size`` (:func:`check_batch_size`) and the
-  class index (:func:`resolve_classes`);
+  class index (:func:`resolve_classes`), all from :mod:`explain.checks`;
 * **the reference pass**: the probabilities (or target-layer features) of the unmodified images,
   in batches of at most ``batch_size`` (:meth:`IterativeMethod.predict_all`,
   :meth:`IterativeMethod.features_all`);
@@ -37,10 +37,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from explain import masks
+from explain import checks, masks
 from explain.backend import Backend, Cancelled, batches
 from explain.resize import heatmap_outputs
-from explain.view import ExplainError
+from explain.checks import check_batch_size, resolve_classes
 
 __all__ = [
     "IterativeMethod",
@@ -59,62 +59,12 @@ __all__ = [
 def check_batch(images: Any, input_shape: tuple[int, int, int]) -> np.ndarray:
     """Validate a batch for a backend; return float32 ``(N, H, W, 3)`` (uint8 is scaled by 1/255).
 
+    :func:`explain.checks.check_images`, kept under this name for its callers.
+
     Raises:
         ExplainError: wrong rank or shape, unsupported dtype, empty batch, values outside [0, 1].
     """
-    arr = np.asarray(images)
-    if arr.ndim != 4:
-        raise ExplainError(f"images must have rank 4 (N, H, W, 3); got shape {list(arr.shape)}")
-    if tuple(arr.shape[1:]) != tuple(input_shape):
-        raise ExplainError(
-            f"images have shape {list(arr.shape)}; the model accepts (N, {input_shape[0]}, {input_shape[1]}, {input_shape[2]})"
-        )
-    if arr.shape[0] < 1:
-        raise ExplainError("images must hold at least one image; got an empty batch")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype not in (np.float16, np.float32, np.float64):
-        raise ExplainError(f"images dtype {arr.dtype} is not supported; accepted: uint8, float16, float32, float64")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ExplainError(
-            f"float images must be finite and in [0, 1]; got values in [{float(np.nanmin(arr))}, {float(np.nanmax(arr))}]"
-        )
-    return arr
-
-
-def check_batch_size(batch_size: Any) -> int:
-    """``batch_size`` as an int ``>= 1``, else :class:`ExplainError` naming the value."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ExplainError(f"batch_size {batch_size!r} must be an integer >= 1")
-    return int(batch_size)
-
-
-def resolve_classes(class_index: Any, probabilities: np.ndarray) -> np.ndarray:
-    """Class per image ``(N,)`` int64 from ``None``/``-1`` (predicted), an int or ``(N,)`` ints.
-
-    Raises:
-        ExplainError: non-integer, wrong length or out-of-range index (naming the accepted range).
-    """
-    n, c = probabilities.shape
-    if class_index is None:
-        class_index = -1
-    arr = np.asarray(class_index)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 1:
-        raise ExplainError(
-            f"class_index {class_index!r} must be an integer or a sequence of {n} integers; "
-            f"accepted: -1 (predicted) or 0..{c - 1}"
-        )
-    arr = arr.reshape(-1)
-    if arr.size not in (1, n):
-        raise ExplainError(f"class_index has {arr.size} entries for {n} images; accepted: 1 or {n}")
-    bad = arr[(arr < -1) | (arr >= c)]
-    if bad.size:
-        raise ExplainError(
-            f"class_index {int(bad[0])} is out of range for a model with {c} classes; accepted: -1 (predicted) or 0..{c - 1}"
-        )
-    arr = np.broadcast_to(arr, (n,)).astype(np.int64)
-    return np.where(arr < 0, np.argmax(probabilities, axis=-1), arr)
+    return checks.check_images(images, input_shape)
 
 
 # ---------------------------------------------------------------------------------------------

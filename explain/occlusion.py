@@ -55,7 +55,8 @@ import numpy as np
 
 from explain import registry
 from explain.backend import Backend
-from explain.iterative import PairwiseMethod, check_batch, check_batch_size, resolve_classes
+from explain.checks import check_batch_size, resolve_classes
+from explain.iterative import PairwiseMethod, check_batch
 from explain.view import ExplainError
 
 __all__ = [

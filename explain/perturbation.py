@@ -79,6 +79,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain.backend import Backend, batches
+from explain.checks import check_images
 from explain.iterative import IterativeMethod
 from explain.perturbation_ops import _functions, _upsample, gaussian_blur, gaussian_kernel  # noqa: F401 (re-exported)
 from explain.registry import Method, register
@@ -118,21 +119,8 @@ PERTURBATIONS = ("blur", "constant")
 
 # ---------------------------------------------------------------------------- validation
 def _check_images(images: Any, backend: Backend) -> np.ndarray:
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4:
-        raise ExplainError(f"images must have shape (N, H, W, 3); got shape {arr.shape}")
-    expected = tuple(int(s) for s in backend.input_shape)
-    if tuple(arr.shape[1:]) != expected:
-        raise ExplainError(
-            f"images have shape {list(arr.shape)}; the model accepts (N, {expected[0]}, {expected[1]}, {expected[2]})"
-        )
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype.kind != "f":
-        raise ExplainError(f"images dtype {arr.dtype} is not supported; accepted: uint8, float in [0, 1]")
-    return arr.astype(np.float32)
+    # One image (H, W, 3) or a batch, possibly empty (explain.checks, shared with every method).
+    return check_images(images, backend.input_shape, allow_single=True, allow_empty=True)
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -55,7 +55,8 @@ import tensorflow as tf
 from explain.cam import compiled, get_view
 from explain.registry import Method, register
 from explain.resize import normalize_tf, upsample
-from explain.view import ExplainError, ModelView, check_images
+from explain.checks import check_batch_size, check_image_tensor
+from explain.view import ExplainError, ModelView
 
 __all__ = [
     "similarity_map",
@@ -226,19 +227,11 @@ def _compiled(view: ModelView) -> dict[str, Any]:
 
 
 def _images(images: Any, view: ModelView, name: str) -> tf.Tensor:
-    t = tf.convert_to_tensor(images)
-    if t.shape.rank == 3:
-        t = t[None]
-    try:
-        return check_images(t, view)
-    except ExplainError as err:
-        raise ExplainError(f"{name}: {err}") from None
+    return check_image_tensor(images, view.input_shape, name=name, model=view.model.name, allow_single=True)
 
 
 def _batch_size(batch_size: int) -> int:
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ExplainError(f"batch_size {batch_size!r} must be a positive integer")
-    return int(batch_size)
+    return check_batch_size(batch_size)
 
 
 def _contributions(view: ModelView, images: tf.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

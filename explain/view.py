@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator
 import keras
 import tensorflow as tf
 
+from explain.checks import ExplainError, check_class_range, check_image_tensor, check_layer
+
 __all__ = ["ModelView", "ForwardResult", "ExplainError", "iter_layers", "find_layer"]
 
 _POOL_TYPES = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
@@ -30,10 +32,6 @@ _SKIP_FOR_TARGET = _POOL_TYPES + (
     keras.layers.ZeroPadding2D,
     keras.layers.BatchNormalization,
 )
-
-
-class ExplainError(ValueError):
-    """A bad argument to an explanation method (the message names the value and the choices)."""
 
 
 def _functional(layer: Any) -> Any | None:
@@ -78,15 +76,7 @@ def find_layer(model: keras.Model, name: str) -> str:
     Raises:
         ExplainError: unknown name (the message lists the accepted ones) or an ambiguous bare name.
     """
-    paths = [p for p, _ in iter_layers(model)]
-    if name in paths:
-        return name
-    matches = [p for p in paths if p.rsplit("/", 1)[-1] == name]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise ExplainError(f"layer name {name!r} is ambiguous in model {model.name!r}; use one of the paths {matches}")
-    raise ExplainError(f"unknown layer {name!r} in model {model.name!r}; accepted: {paths}")
+    return check_layer(name, [p for p, _ in iter_layers(model)], model.name)
 
 
 def _output_rank(layer: keras.layers.Layer) -> int | None:
@@ -363,12 +353,7 @@ class ModelView:
         idx = tf.cast(tf.convert_to_tensor(class_index), tf.int32)
         idx = tf.broadcast_to(tf.reshape(idx, [-1]) if idx.shape.rank else idx, [n])
         if tf.executing_eagerly():
-            bad = idx.numpy()[(idx.numpy() < -1) | (idx.numpy() >= int(c))]
-            if bad.size:
-                raise ExplainError(
-                    f"class_index {int(bad[0])} is out of range for model {self.model.name!r} with "
-                    f"{int(c)} classes; accepted: -1 (predicted) or 0..{int(c) - 1}"
-                )
+            check_class_range(idx.numpy(), int(c), self.model.name)
         else:
             tf.debugging.assert_less(idx, c, message="class_index out of range")
             tf.debugging.assert_greater_equal(idx, -1, message="class_index out of range")
@@ -432,23 +417,12 @@ def as_view(model_or_view: keras.Model | ModelView, **kwargs: Any) -> ModelView:
 
 
 def check_images(images: Any, view: ModelView) -> tf.Tensor:
-    """Validate an image batch for ``view`` and return it as float32.
+    """Validate an image batch for ``view`` and return it as float32 (:func:`explain.checks.check_image_tensor`).
 
     Accepts ``(N, H, W, 3)`` float in ``[0, 1]`` or uint8 (scaled by 1/255).
 
     Raises:
-        ExplainError: wrong rank, wrong spatial size or channel count, unsupported dtype.
+        ExplainError: wrong rank, wrong spatial size or channel count, unsupported dtype or an
+            empty batch.
     """
-    t = tf.convert_to_tensor(images)
-    if t.shape.rank != 4:
-        raise ExplainError(f"images must have rank 4 (N, H, W, 3); got shape {list(t.shape)}")
-    expected = view.input_shape
-    if tuple(t.shape[1:]) != expected and None not in tuple(t.shape[1:]):
-        raise ExplainError(
-            f"images have shape {list(t.shape)}; model {view.model.name!r} accepts (N, {expected[0]}, {expected[1]}, {expected[2]})"
-        )
-    if t.dtype == tf.uint8:
-        return tf.cast(t, tf.float32) / 255.0
-    if t.dtype in (tf.float16, tf.float32, tf.float64):
-        return tf.cast(t, tf.float32)
-    raise ExplainError(f"images dtype {t.dtype.name} is not supported; accepted: uint8, float16, float32, float64")
+    return check_image_tensor(images, view.input_shape, model=view.model.name)

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from explain import registry
 from explain.backend import Backend, Cancelled, MethodUnavailable, batches
-from explain.iterative import check_batch, check_batch_size, resolve_classes
+from explain.checks import check_batch_size, check_images, resolve_classes
 from explain.params import check_int
 
 __all__ = ["xrai", "integrated_gradients_backend", "xrai_regions", "SCALES_AT_224"]
@@ -177,7 +177,7 @@ def xrai(
         MethodUnavailable: a non-differentiable backend, or scikit-image is missing.
     """
     check_batch_size(batch_size)
-    images = check_batch(images, backend.input_shape)
+    images = check_images(images, backend.input_shape)
     steps = check_int("steps", steps, 1, 1024)
     probabilities = np.concatenate([np.asarray(backend.predict(images[sl]), np.float32)
                                     for sl in batches(len(images), batch_size)])

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from explain.checks import ExplainError, check_class_range
 from explain.result import as_explanation
 from serving.batching import Batcher, BatchResult
 from serving.errors import FailedPrecondition, InvalidArgument
@@ -121,16 +122,12 @@ def _check_shape(value: np.ndarray, spec: Any, where: str, sig_desc: str) -> Non
 
 def check_class_index_values(values: np.ndarray, sv: ServableVersion, where: str) -> None:
     """Every value must be -1 (predicted) or a class of the model."""
-    c = sv.num_classes
-    if c is None:
+    if sv.num_classes is None:
         return
-    bad = values[(values < -1) | (values >= c)]
-    if bad.size:
-        raise InvalidArgument(
-            f"class_index {int(bad.flat[0])} is out of range for model {sv.name!r} with {c} classes; "
-            f"accepted: -1 (predicted) or 0..{c - 1}",
-            where,
-        )
+    try:
+        check_class_range(values, sv.num_classes, sv.name)
+    except ExplainError as err:
+        raise InvalidArgument(str(err), where) from None
 
 
 def validate_inputs(sv: ServableVersion, signature: str, inputs: Mapping[str, np.ndarray], limits: Limits,

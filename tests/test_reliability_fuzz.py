@@ -43,6 +43,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from explain import registry  # noqa: E402
 from tests.reliability_helpers import CLASSIFIER, EMBEDDING, SIZE, ServerProcess, health, shared_model_root  # noqa: E402
 
 C = grpc.StatusCode
@@ -366,8 +367,13 @@ def image_batches(draw: Any) -> tuple[pb.ImageBatch, str, frozenset]:
 HOSTILE_NAMES = ["", "unknown", "../x", "..", ".", "/etc", "/etc/passwd", "..%2f..%2fetc", "%2e%2e%2f", "simpler/../simpler",
                  "simpler/1", "simpler/..", "./simpler", "a" * 300, "\x00", "simpler\x00", "名前", "simpler\n", " simpler",
                  "SIMPLER", "../../../../tmp", "~root", "\\..\\x", "C:\\Windows", "-rf", "*", "simpler*"]
-METHODS = ["gradcam", "gradcam_plus_plus", "layercam", "saliency", "excitation_backprop", "occlusion", "scorecam",
-           "perturbation_mask", "similarity_map", "", "unknown", "../gradcam", "GRADCAM", "gradcam ", "serving_default"]
+# The methods and their parameters come from the registry (the only list of methods): a method
+# added there is fuzzed with no change here.
+CLASSIFIER_METHODS = registry.names(applies_to="classifier")
+CHEAP_METHODS = registry.names(applies_to="classifier", cost="cheap")
+EMBEDDING_METHODS = registry.names(applies_to="embedding")
+HOSTILE_METHODS = ["", "unknown", "../gradcam", "GRADCAM", "gradcam ", "serving_default"]
+METHODS = CLASSIFIER_METHODS + EMBEDDING_METHODS + HOSTILE_METHODS
 
 
 def model_names() -> st.SearchStrategy:
@@ -423,22 +429,70 @@ def param_values() -> st.SearchStrategy:
     )
 
 
-PARAM_NAMES = ["patch_size_at_224", "stride", "batch_size", "fill", "iterations", "seed", "contrastive", "dilations",
-               "mask_resize", "saliency_layer", "contrast_layer", "class_index", "target_layer", "unknown", "", "__class__"]
+#: Every parameter any method declares, plus names that are request fields or no parameter at all.
+PARAM_NAMES = sorted({p.name for n in registry.names() for p in registry.get(n).parameters}
+                     | {"saliency_layer", "contrast_layer"}) + ["class_index", "target_layer", "unknown", "", "__class__"]
+#: Cost bound of this test for the costly methods, read from their declarations: an integer count
+#: (a declared int with a unit that is not pixels: masks, steps, iterations, images...) is at most
+#: COST_CAP (its default too, when larger); a patch size (unit "px at 224") at least PATCH_FLOOR_AT_224.
+COST_CAP = 8
+PATCH_FLOOR_AT_224 = 56.0
+
+
+def declared_values(param: Any) -> st.SearchStrategy:
+    """Values around a declared parameter's accepted range: inside, on and past its bounds, its choices,
+    another type."""
+    if param.choices:
+        return st.builds(lambda v: pb.ParamValue(string_value=v), st.sampled_from([*param.choices, "x", ""]))
+    if param.type is bool:
+        return st.one_of(st.builds(lambda v: pb.ParamValue(bool_value=v), st.booleans()), st.just(pb.ParamValue(int_value=1)))
+    if param.type is str:
+        return st.builds(lambda v: pb.ParamValue(string_value=v), st.sampled_from(["", "x", "a" * 1000]))
+    edges = [b for b in (param.lo, param.hi) if b is not None]
+    values = [v for b in edges for v in (b - 1, b, b + 1)] + [param.default if param.default is not None else 1]
+    if param.type is int:
+        ints = [int(v) for v in values if abs(v) < 2**63]
+        return st.one_of(st.builds(lambda v: pb.ParamValue(int_value=v), st.sampled_from(ints)),
+                         st.just(pb.ParamValue(float_value=0.5)), st.just(pb.ParamValue(string_value="1")))
+    return st.one_of(st.builds(lambda v: pb.ParamValue(float_value=v), st.sampled_from([float(v) for v in values])),
+                     st.just(pb.ParamValue(float_value=float("nan"))), st.just(pb.ParamValue(bool_value=True)))
 
 
 @st.composite
-def params_maps(draw: Any) -> dict[str, pb.ParamValue]:
+def params_maps(draw: Any, method: str | None = None) -> dict[str, pb.ParamValue]:
+    declared = registry.get(method).parameters if method in registry.names() else ()
+    if declared and draw(st.booleans()):
+        chosen = draw(st.lists(st.sampled_from(declared), max_size=3, unique_by=lambda p: p.name))
+        return {p.name: draw(declared_values(p)) for p in chosen}
     names = draw(st.lists(st.one_of(st.sampled_from(PARAM_NAMES), st.text(max_size=10)), max_size=3, unique=True))
     return {n: draw(param_values()) for n in names}
 
 
+def _capped(param: Any, value: pb.ParamValue) -> pb.ParamValue:
+    """An accepted count above COST_CAP brought down to it (refused values stay as they are)."""
+    number = getattr(value, value.WhichOneof("kind")) if value.WhichOneof("kind") in ("int_value", "float_value") else None
+    if number is None or not np.isfinite(number) or number != int(number) or number <= COST_CAP:
+        return value
+    try:
+        param.check(int(number))
+    except ValueError:
+        return value
+    return pb.ParamValue(int_value=max(int(param.lo or 1), COST_CAP))
+
+
 def _bounded_iterative(params: dict[str, pb.ParamValue], method: str) -> None:
-    """Keep valid iterative runs short (the deadline still stops the long ones)."""
-    if method == "occlusion":
-        params.setdefault("patch_size_at_224", pb.ParamValue(int_value=56))
-    if method == "perturbation_mask":
-        params.setdefault("iterations", pb.ParamValue(int_value=3))
+    """Keep valid runs of the costly methods short, from their declarations (the deadline still
+    stops the long ones)."""
+    if method not in registry.names(cost="costly"):
+        return
+    for p in registry.get(method).parameters:
+        if p.type is int and p.unit and not p.unit.startswith("px"):
+            if p.name in params:
+                params[p.name] = _capped(p, params[p.name])
+            elif p.default is not None and p.default > COST_CAP:
+                params[p.name] = pb.ParamValue(int_value=COST_CAP)
+        elif p.type is float and p.unit == "px at 224":
+            params.setdefault(p.name, pb.ParamValue(float_value=max(PATCH_FLOOR_AT_224, p.default)))
 
 
 # ---------------------------------------------------------------------------- requests per RPC
@@ -446,7 +500,8 @@ def _bounded_iterative(params: dict[str, pb.ParamValue], method: str) -> None:
 def explain_cases(draw: Any) -> Case:
     ref, ref_note, expect = draw(model_refs())
     images, img_note, img_expect = draw(image_batches())
-    method = draw(st.sampled_from(METHODS[:8])) if mostly(draw, 75) else draw(st.one_of(st.sampled_from(METHODS), st.text(max_size=20)))
+    method = (draw(st.sampled_from(CLASSIFIER_METHODS)) if mostly(draw, 75)
+              else draw(st.one_of(st.sampled_from(METHODS), st.text(max_size=20))))
     req = pb.ExplainRequest(model=ref, method=method, images=images)
     notes = [ref_note, img_note, f"method={method!r}"]
     if draw(st.booleans()):
@@ -458,7 +513,7 @@ def explain_cases(draw: Any) -> Case:
     if draw(st.integers(0, 4)) == 0:
         req.target_layer = draw(st.sampled_from(["conv3", "nope", "../x", "predictions", "a" * 200, "conv1"]))
         notes.append(f"target_layer={req.target_layer!r}")
-    params = draw(params_maps()) if draw(st.booleans()) else {}
+    params = draw(params_maps(method)) if draw(st.booleans()) else {}
     _bounded_iterative(params, method)
     for k, v in params.items():
         req.params[k].CopyFrom(v)
@@ -471,7 +526,7 @@ def explain_cases(draw: Any) -> Case:
         req.rho = draw(st.sampled_from([0.0, 0.25, 1.0, -1.0, 1.5, float("nan")]))
         notes.append(f"rho={req.rho}")
     if expect is None:
-        if method not in METHODS[:8]:
+        if method not in CLASSIFIER_METHODS:
             expect = frozenset({C.INVALID_ARGUMENT, C.FAILED_PRECONDITION})
         elif img_expect != DEFINED:
             expect = img_expect | {C.NOT_FOUND, C.FAILED_PRECONDITION}  # the model/method may be refused first
@@ -511,7 +566,7 @@ def similarity_cases(draw: Any) -> Case:
 def mask_cases(draw: Any) -> Case:
     ref, ref_note, expect = draw(model_refs())
     images, img_note, _ = draw(image_batches())
-    methods = (draw(st.lists(st.sampled_from(METHODS[:5]), min_size=1, max_size=2, unique=True)) if mostly(draw, 70)
+    methods = (draw(st.lists(st.sampled_from(CHEAP_METHODS), min_size=1, max_size=2, unique=True)) if mostly(draw, 70)
                else draw(st.lists(st.sampled_from(METHODS), max_size=3)))
     req = pb.ImportanceMaskRequest(model=ref, images=images, methods=methods)
     notes = [ref_note, img_note, f"methods={methods}"]
@@ -526,12 +581,12 @@ def mask_cases(draw: Any) -> Case:
     if draw(st.booleans()):
         req.class_index.extend(draw(st.lists(st.sampled_from([-1, 0, 2, 3, -5, 2**31 - 1]), max_size=3)))
     for m in draw(st.lists(st.sampled_from(METHODS), max_size=2, unique=True)):
-        p = draw(params_maps())
+        p = draw(params_maps(m))
         _bounded_iterative(p, m)
         for k, v in p.items():
             req.method_params[m].params[k].CopyFrom(v)
     for m in methods:
-        if m in ("occlusion", "perturbation_mask") and m not in req.method_params:
+        if m in registry.names(cost="costly") and m not in req.method_params:
             p: dict[str, pb.ParamValue] = {}
             _bounded_iterative(p, m)
             for k, v in p.items():
