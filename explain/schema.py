@@ -12,7 +12,7 @@ Messages have the form of :mod:`explain.params`:
 ``"<method>: <name> <value> is out of range; accepted: <range>"``.
 
 ``class_index`` is not a declared parameter: it is a request field of its own, checked by the
-shared checks (:func:`explain.cam.check_class_index`, :func:`serving.inference.resolve_class_index`).
+shared checks (:func:`explain.checks.check_class_index`, :func:`serving.inference.resolve_class_index`).
 """
 
 from __future__ import annotations
