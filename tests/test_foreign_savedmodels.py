@@ -468,3 +468,54 @@ def test_config_file_names_a_metadata_file_per_model(tmp_path):
     toml.write_text('model_root = "/models"\n[models.mine]\nmetadata = "x.json"\n')
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['metadata'\]; accepted: \['explanation_metadata'"):
         parse_args(["--config", str(toml)]).model_configs()
+
+
+def _ig_from(model: keras.Model, images: np.ndarray, preprocessing: str, base: np.ndarray, steps: int) -> dict:
+    """IG in process from the ``[0, 1]`` baseline image ``base``, and the logits at the baseline."""
+    from explain.integrated_gradients import integrated_gradients_single_pass
+    from explain.view import ModelView
+
+    view = ModelView(model, preprocessing=preprocessing)
+    x = tf.constant(images.astype(np.float32) / 255.0)
+    out = integrated_gradients_single_pass(view, x, tf.constant([0] * len(images)), steps,
+                                           baseline_image=tf.constant(base, tf.float32))
+    out = {k: v.numpy() for k, v in out.items()}
+    out["logits_at_baseline"] = view.run(tf.constant(base[None], tf.float32)).logits.numpy()[0]
+    return out
+
+
+def test_declared_input_baselines_start_integrated_gradients(foreign, images, tmp_path):
+    """``inputBaselines`` in the model's input units (a scalar on the 0–255 model, a whole image
+    on the [-1, 1] one) start IG when the request names no ``baseline``: the same IG as in process
+    from that baseline, and ``baseline_output`` is the model's logit there; an explicit
+    ``baseline`` wins; a baseline of the wrong shape is FAILED_PRECONDITION naming the field."""
+    from models.metadata import make_metadata, write_metadata
+    from serving.client import ExplanationClient, ServiceError
+    from serving.server import start_server
+
+    src, models = foreign
+    root = tmp_path / "root"
+    for name, copy in (("kexport", "kexport"), ("signed", "signed"), ("signed", "badbase")):
+        shutil.copytree(src / name, root / copy)
+    image_baseline = np.random.default_rng(7).uniform(-1, 1, (SIZE, SIZE, 3)).round(3)
+    write_metadata(root / "kexport" / "1", make_metadata("pixels", "output_0", (0, 255), baselines=[64]))
+    write_metadata(root / "signed" / "1", make_metadata("x", "scores", (-1, 1), baselines=[image_baseline.tolist()]))
+    write_metadata(root / "badbase" / "1", make_metadata("x", "scores", (-1, 1), baselines=[[0.0, 0.5]]))
+    cases = {"kexport": (models["kexport"], "raw", np.full((SIZE, SIZE, 3), 64 / 255.0)),
+             "signed": (models["signed"], "unit", (image_baseline + 1.0) / 2.0)}
+    with start_server(root, port=0, file_system_poll_wait_seconds=0) as running, ExplanationClient(running.address) as c:
+        for name, (model, prep, base) in cases.items():
+            got = c.explain(name, "integrated_gradients", images, class_index=0, steps=16)
+            assert got.params["baseline"] == "inputBaselines", name
+            ref = _ig_from(model, images, prep, base, 16)
+            assert float(np.ptp(ref["heatmap"])) > 0
+            np.testing.assert_allclose(got.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
+            np.testing.assert_allclose(got.outputs["baseline_output"], ref["baseline_output"], atol=1e-4, err_msg=name)
+            np.testing.assert_allclose(got.outputs["baseline_output"], [ref["logits_at_baseline"][0]] * 2, atol=1e-4)
+            black = c.explain(name, "integrated_gradients", images, class_index=0, steps=16, baseline="black")
+            assert black.params["baseline"] == "black"
+            assert float(np.abs(black.outputs["baseline_output"] - got.outputs["baseline_output"]).max()) > 1e-3
+        with pytest.raises(ServiceError) as err:
+            c.explain("badbase", "integrated_gradients", images, class_index=0, steps=2)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "inputs.image.inputBaselines[0] has shape [2]; accepted: a scalar, [3] or [24, 24, 3]" in err.value.message
