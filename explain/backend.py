@@ -209,6 +209,26 @@ class SavedModelBackend(Backend):
             return self._preprocessing.apply(tf.convert_to_tensor(images, tf.float32))
         raise self._unknown_range()
 
+    def from_model(self, values: Any) -> np.ndarray:
+        """The inverse of how ``[0, 1]`` images reach the signature: values in the model's input
+        units (e.g. a declared baseline) → float32 in ``[0, 1]`` image space (a uint8 input:
+        ``v / 255``; a declared range: ``(v − min) / (max − min)``; a preprocessing: its inverse).
+
+        Raises:
+            MethodUnavailable: a float input of unknown range (the way to declare it).
+        """
+        v = np.asarray(values, np.float64)
+        if self._input_dtype == tf.uint8:
+            return (v / 255.0).astype(np.float32)
+        if self._input_range is not None:
+            lo, hi = self._input_range
+            return ((v - lo) / (hi - lo)).astype(np.float32)
+        if self._preprocessing is not None:
+            p = self._preprocessing
+            u = (v - p.offset.astype(np.float64)) / p.scale.astype(np.float64)
+            return (u[..., ::-1] if p.bgr else u).astype(np.float32)
+        raise self._unknown_range()
+
     def _to_input(self, images: np.ndarray) -> tf.Tensor:
         if self._input_dtype == tf.uint8:
             return tf.convert_to_tensor(np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8))

@@ -14,6 +14,10 @@ index, the input shape), backed by :class:`explain.backend.SavedModelBackend`:
   :meth:`explain.cam.BaseCAM.weights`; ``eigencam`` needs only the activations.
 
 :func:`applicable` says which of these apply to a backend and why the others do not.
+
+Integrated Gradients starts from the metadata's ``inputBaselines`` when the request chooses no
+``baseline`` (:func:`declared_baselines` converts them from the model's input units to ``[0, 1]``;
+several baselines: the attributions and the baseline output are averaged over them, as Vertex does).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import tensorflow as tf
 from explain.backend import MethodUnavailable, SavedModelBackend
 from explain.view import ForwardResult
 
-__all__ = ["BackendView", "GRADIENT_METHODS", "CAM_METHODS", "applicable", "run_single_pass"]
+__all__ = ["BackendView", "GRADIENT_METHODS", "CAM_METHODS", "applicable", "run_single_pass", "declared_baselines"]
 
 #: Single-pass methods that need only input gradients of the score.
 GRADIENT_METHODS = ("saliency", "smoothgrad", "integrated_gradients")
@@ -111,9 +115,63 @@ class _ActivationView(BackendView):
         return ForwardResult(outputs=tf.nn.softmax(logits, axis=-1), activations=tf.constant(a), logits=logits)
 
 
+def declared_baselines(baselines: list[Any], backend: SavedModelBackend,
+                       where: str = "inputs.image.inputBaselines") -> np.ndarray:
+    """Vertex's ``inputBaselines`` (each a scalar, a per-channel triple, or an image ``(H, W, 3)``
+    or ``(1, H, W, 3)`` in the model's input units) as float32 ``(K, H, W, 3)`` in ``[0, 1]``.
+
+    Raises:
+        MethodUnavailable: a baseline that is not numeric or does not broadcast to the input
+            shape (the field and index named), or a float input of unknown range.
+    """
+    shape = tuple(backend.input_shape)
+    out = []
+    for i, value in enumerate(baselines):
+        try:
+            arr = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            arr = np.asarray(None)
+        if arr.dtype != np.float64 or not np.all(np.isfinite(arr)):
+            raise MethodUnavailable(f"{where}[{i}] must be a finite number or a nested list of numbers")
+        if arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        try:
+            arr = np.broadcast_to(arr, shape)
+        except ValueError:
+            raise MethodUnavailable(f"{where}[{i}] has shape {list(arr.shape)}; accepted: a scalar, [3] or "
+                                    f"{list(shape)} (the input's height, width, channels)") from None
+        out.append(backend.from_model(arr))
+    return np.stack(out).astype(np.float32)
+
+
+def _integrated_gradients(view: BackendView, x: tf.Tensor, idx: tf.Tensor, baselines: np.ndarray,
+                          **params: Any) -> dict[str, Any]:
+    """IG from each declared baseline; with several, attributions and baseline outputs averaged."""
+    from explain import registry
+    from explain.resize import normalize_tf
+
+    fn = registry.get("integrated_gradients").fn
+    runs = [fn(view, x, idx, baseline_image=tf.constant(b), **params) for b in baselines]
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    attributions = tf.add_n([r["attributions"] for r in runs]) / len(runs)
+    base_out = tf.add_n([r["baseline_output"] for r in runs]) / len(runs)
+    delta = out["instance_output"] - base_out
+    raw = tf.abs(tf.reduce_sum(attributions, axis=-1))
+    gap = tf.abs(tf.reduce_sum(attributions, axis=(1, 2, 3)) - delta)
+    out.update(attributions=attributions, baseline_output=base_out, raw=raw, heatmap=normalize_tf(raw),
+               heatmap_upsampled=normalize_tf(raw), approximation_error=gap / tf.maximum(tf.abs(delta), 1e-12))
+    return out
+
+
 def run_single_pass(name: str, backend: SavedModelBackend, images: np.ndarray, class_index: np.ndarray,
-                    model_name: str = "model", **params: Any) -> dict[str, np.ndarray]:
+                    model_name: str = "model", baselines: np.ndarray | None = None,
+                    **params: Any) -> dict[str, np.ndarray]:
     """Run single-pass method ``name`` on ``[0, 1]`` float ``images`` through ``backend``; numpy out.
+
+    ``baselines`` (``(K, H, W, 3)`` in ``[0, 1]``, from :func:`declared_baselines`): the starting
+    points of Integrated Gradients instead of its ``baseline`` parameter.
 
     Raises:
         MethodUnavailable: the method does not apply (the reason, as :func:`applicable` gives it).
@@ -128,6 +186,8 @@ def run_single_pass(name: str, backend: SavedModelBackend, images: np.ndarray, c
     idx = tf.convert_to_tensor(class_index, tf.int32)
     if name in CAM_METHODS:
         out = _cam(name, backend, view, x, idx)
+    elif name == "integrated_gradients" and baselines is not None and len(baselines):
+        out = _integrated_gradients(view, x, idx, baselines, **params)
     else:
         out = registry.get(name).fn(view, x, idx, **params)
     return {k: np.asarray(v) for k, v in out.items()}

@@ -100,15 +100,24 @@ def integrated_gradients_single_pass(
     steps: tf.Tensor | int = 64,
     baseline: tf.Tensor | str = "black",
     seed: tf.Tensor | int = 0,
+    baseline_image: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
-    """Graph-compatible Integrated Gradients of the class logit (see the module docstring)."""
+    """Graph-compatible Integrated Gradients of the class logit (see the module docstring).
+
+    ``baseline_image`` (float32 ``(H, W, 3)`` or ``(N, H, W, 3)`` in ``[0, 1]``), when given,
+    replaces ``baseline``/``seed``: the path starts from it (e.g. the ``inputBaselines`` of a
+    model's explanation metadata).
+    """
     images = tf.convert_to_tensor(images, tf.float32)
     steps = int_in_range("steps", steps, 1, MAX_STEPS)
     logits = view.run(images).logits
     if logits is None:
         raise ExplainError(f"integrated_gradients needs a classifier; model {view.model.name!r} has no classifier layer")
     idx = view.resolve_class_index(class_index, logits)
-    base = baseline_images(images, baseline, seed)
+    if baseline_image is None:
+        base = baseline_images(images, baseline, seed)
+    else:
+        base = tf.zeros_like(images) + tf.convert_to_tensor(baseline_image, tf.float32)
     diff = images - base
     n = tf.shape(images)[0]
     per_chunk = tf.maximum(1, CHUNK_IMAGES // n)

@@ -370,6 +370,25 @@ def _check_target_layer(sv: ServableVersion, target_layer: str, method: Any) -> 
         f"with target layer {sv.target_layer!r} (methods on the server use that layer)", "target_layer")
 
 
+def _declared_baselines(sv: ServableVersion, method: Any, given: Mapping[str, Any],
+                        resolved: dict[str, Any]) -> np.ndarray | None:
+    """The explanation metadata's ``inputBaselines`` in ``[0, 1]`` for Integrated Gradients on a
+    model without a card, when the request chooses no ``baseline`` (the echo says
+    ``"inputBaselines"``); else ``None``. A baseline that does not fit is FAILED_PRECONDITION."""
+    from explain.backend import MethodUnavailable
+    from explain.foreign import declared_baselines
+
+    md = sv.metadata
+    if method.name != "integrated_gradients" or "baseline" in given or md is None or not md.baselines:
+        return None
+    try:
+        out = declared_baselines(md.baselines, sv.backend, f"inputs.{md.input_name}.inputBaselines")
+    except MethodUnavailable as err:
+        raise FailedPrecondition(f"model {sv.name!r} version {sv.version}: explanation metadata {err}") from None
+    resolved["baseline"] = "inputBaselines"
+    return out
+
+
 def explain(
     sv: ServableVersion,
     method_name: str,
@@ -415,9 +434,11 @@ def explain(
     if method.kind == "single_pass" and method.name not in sv.signatures:  # a model without a card
         from explain.foreign import run_single_pass
 
+        baselines = _declared_baselines(sv, method, params or {}, resolved)
         start = time.perf_counter()
         out = run_single_pass(method.name, sv.backend, images.astype(np.float32) / 255.0, classes,
-                              model_name=sv.name, **{k: v.item() if hasattr(v, "item") else v for k, v in call.items()})
+                              model_name=sv.name, baselines=baselines,
+                              **{k: v.item() if hasattr(v, "item") else v for k, v in call.items()})
         compute_s += time.perf_counter() - start
         batch_size = max(batch_size, images.shape[0])
     elif method.kind == "single_pass":

@@ -468,3 +468,89 @@ def test_config_file_names_a_metadata_file_per_model(tmp_path):
     toml.write_text('model_root = "/models"\n[models.mine]\nmetadata = "x.json"\n')
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['metadata'\]; accepted: \['explanation_metadata'"):
         parse_args(["--config", str(toml)]).model_configs()
+
+
+def _ig_from(model: keras.Model, images: np.ndarray, preprocessing: str, base: np.ndarray, steps: int) -> dict:
+    """IG in process from the ``[0, 1]`` baseline image ``base``, and the logits at the baseline."""
+    from explain.integrated_gradients import integrated_gradients_single_pass
+    from explain.view import ModelView
+
+    view = ModelView(model, preprocessing=preprocessing)
+    x = tf.constant(images.astype(np.float32) / 255.0)
+    out = integrated_gradients_single_pass(view, x, tf.constant([0] * len(images)), steps,
+                                           baseline_image=tf.constant(base, tf.float32))
+    out = {k: v.numpy() for k, v in out.items()}
+    out["logits_at_baseline"] = view.run(tf.constant(base[None], tf.float32)).logits.numpy()[0]
+    return out
+
+
+def test_declared_input_baselines_start_integrated_gradients(foreign, images, tmp_path):
+    """``inputBaselines`` in the model's input units (a scalar on the 0–255 model, a whole image
+    on the [-1, 1] one) start IG when the request names no ``baseline``: the same IG as in process
+    from that baseline, and ``baseline_output`` is the model's logit there; an explicit
+    ``baseline`` wins; a baseline of the wrong shape is FAILED_PRECONDITION naming the field.
+    ``GET /v1/models`` publishes the metadata's ``visualization`` (what the viewer colours with)."""
+    import urllib.request
+
+    from models.metadata import make_metadata, write_metadata
+    from serving.client import ExplanationClient, ServiceError
+    from serving.server import start_server
+
+    src, models = foreign
+    root = tmp_path / "root"
+    for name, copy in (("kexport", "kexport"), ("signed", "signed"), ("signed", "badbase")):
+        shutil.copytree(src / name, root / copy)
+    image_baseline = np.random.default_rng(7).uniform(-1, 1, (SIZE, SIZE, 3)).round(3)
+    vis = {"polarity": "BOTH", "colorMap": "VIRIDIS", "clipPercentLowerbound": 70, "clipPercentUpperbound": 99.5}
+    write_metadata(root / "kexport" / "1", make_metadata("pixels", "output_0", (0, 255), baselines=[64],
+                                                         visualization=vis))
+    write_metadata(root / "signed" / "1", make_metadata("x", "scores", (-1, 1), baselines=[image_baseline.tolist()]))
+    write_metadata(root / "badbase" / "1", make_metadata("x", "scores", (-1, 1), baselines=[[0.0, 0.5]]))
+    cases = {"kexport": (models["kexport"], "raw", np.full((SIZE, SIZE, 3), 64 / 255.0)),
+             "signed": (models["signed"], "unit", (image_baseline + 1.0) / 2.0)}
+    with start_server(root, port=0, file_system_poll_wait_seconds=0, rest_port=-1) as running, \
+            ExplanationClient(running.address) as c:
+        with urllib.request.urlopen(f"{running.rest_url}/v1/models", timeout=60) as resp:
+            listed = {m["name"]: m for m in json.loads(resp.read())["models"]}
+        assert listed["kexport"]["visualization"] == vis and "visualization" not in listed["signed"]
+        for name, (model, prep, base) in cases.items():
+            got = c.explain(name, "integrated_gradients", images, class_index=0, steps=16)
+            assert got.params["baseline"] == "inputBaselines", name
+            ref = _ig_from(model, images, prep, base, 16)
+            assert float(np.ptp(ref["heatmap"])) > 0
+            np.testing.assert_allclose(got.heatmap, ref["heatmap"], atol=1e-4, err_msg=name)
+            np.testing.assert_allclose(got.outputs["baseline_output"], ref["baseline_output"], atol=1e-4, err_msg=name)
+            np.testing.assert_allclose(got.outputs["baseline_output"], [ref["logits_at_baseline"][0]] * 2, atol=1e-4)
+            black = c.explain(name, "integrated_gradients", images, class_index=0, steps=16, baseline="black")
+            assert black.params["baseline"] == "black"
+            assert float(np.abs(black.outputs["baseline_output"] - got.outputs["baseline_output"]).max()) > 1e-3
+        with pytest.raises(ServiceError) as err:
+            c.explain("badbase", "integrated_gradients", images, class_index=0, steps=2)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "inputs.image.inputBaselines[0] has shape [2]; accepted: a scalar, [3] or [24, 24, 3]" in err.value.message
+
+
+def test_several_declared_baselines_average_and_unit_conversion(foreign, images):
+    """Several ``inputBaselines``: attributions and baseline outputs are the mean of the runs from
+    each (completeness still holds for the mean); values convert from the model's units to [0, 1]."""
+    from explain.backend import SavedModelBackend
+    from explain.foreign import declared_baselines, run_single_pass
+
+    root, _ = foreign
+    signed = SavedModelBackend(tf.saved_model.load(str(root / "signed" / "1")), input_key="x", output_key="scores",
+                               input_range=(-1.0, 1.0))
+    bases = declared_baselines([0.0, [-1.0, 0.0, 1.0]], signed)  # a scalar, a per-channel triple
+    assert bases.shape == (2, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(bases[0], 0.5)
+    np.testing.assert_array_equal(bases[1][3, 4], [0.0, 0.5, 1.0])
+    pixels = SavedModelBackend(tf.saved_model.load(str(root / "pixels" / "1")))
+    np.testing.assert_allclose(declared_baselines([51], pixels)[0], 0.2, rtol=1e-6)  # uint8: v / 255
+    x, idx = images.astype(np.float32) / 255.0, np.array([1, 2], np.int32)
+    both = run_single_pass("integrated_gradients", signed, x, idx, baselines=bases, steps=8)
+    one = [run_single_pass("integrated_gradients", signed, x, idx, baselines=bases[i:i + 1], steps=8) for i in (0, 1)]
+    for key in ("attributions", "baseline_output"):
+        np.testing.assert_allclose(both[key], (one[0][key] + one[1][key]) / 2, rtol=1e-5, atol=1e-7)
+    delta = both["instance_output"] - both["baseline_output"]
+    gap = np.abs(both["attributions"].sum(axis=(1, 2, 3)) - delta) / np.abs(delta)
+    np.testing.assert_allclose(both["approximation_error"], gap, rtol=1e-4, atol=1e-6)
+    assert float(np.abs(one[0]["baseline_output"] - one[1]["baseline_output"]).max()) > 1e-3

@@ -3,8 +3,10 @@
 ``POST /v1/explain`` (ExplainRequest → ExplainResponse), ``POST /v1/similarity``
 (SimilarityMapRequest → SimilarityMapResponse), ``POST /v1/masks`` (ImportanceMaskRequest →
 ImportanceMaskResponse) and ``GET /v1/models[?name=NAME]`` (ListModelsResponse, each method with
-``param_schema`` added, from :func:`serving.http.schema.method_param_schema`). Bodies are parsed
-with :func:`google.protobuf.json_format.ParseDict` (field names in snake_case or lowerCamelCase;
+``param_schema`` added, from :func:`serving.http.schema.method_param_schema`, and each model with
+the ``visualization`` settings of its explanation metadata, which the viewer colours heat maps
+with: :mod:`models.visualization`). Bodies are parsed with
+:func:`google.protobuf.json_format.ParseDict` (field names in snake_case or lowerCamelCase;
 tensors as ``tensorflow.TensorProto``, e.g. ``{"dtype": "DT_UINT8", "tensor_shape": {...},
 "tensor_content": "<base64>"}``, images also as ``{"encoded": {"data": ["<base64 PNG>"]}}``);
 responses use the proto field names. ``GET /openapi.json`` describes every route, its schemas
@@ -55,6 +57,9 @@ def list_models(api: Api, name: str = "") -> dict[str, Any]:
         with api.runtime.registry.acquire(model["name"], field="name") as sv:
             for m in model.get("methods", []):
                 m["param_schema"] = schema.method_param_schema(methods.get(m["name"]), sv, api.runtime.limits)
+            vis = sv.metadata.visualization if sv.metadata is not None else {}
+            if vis:
+                model["visualization"] = dict(vis)
     return out
 
 
@@ -134,6 +139,9 @@ def openapi(base_url: str = "") -> dict[str, Any]:
     components["Error"] = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     components["ParamSchema"] = {"type": "object", "description": "JSON Schema of a method's params"}
     components["explain.v1.MethodInfo"]["properties"]["param_schema"] = {"$ref": "#/components/schemas/ParamSchema"}
+    components["explain.v1.ModelInfo"]["properties"]["visualization"] = {
+        "type": "object", "description": "the explanation metadata's visualization settings (Vertex's: type, polarity, "
+        "colorMap, clipPercentUpperbound, clipPercentLowerbound, overlayType), when it has them"}
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     free = {"type": "object"}
 

@@ -1,7 +1,8 @@
 // cnn-explain viewer: plain JavaScript, no build step, no external resources (works offline).
 // Reads GET /v1/models (methods and their param_schema) and GET /v1/scenes, sends POST /v1/explain
 // (the typed API in protobuf's JSON mapping) once per chosen method, and draws each heat map over
-// the image.
+// the image, coloured by the model's explanation metadata `visualization` when it has one
+// (visualization.js, loaded first).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -178,23 +179,28 @@ function chooseUpload() {
 }
 
 // --------------------------------------------------------------------------- drawing
-function jet(v) {
-  const r = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 3)));
-  const g = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 2)));
-  const b = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 1)));
-  return [r * 255, g * 255, b * 255];
+// The map the visualization settings apply to: signed attributions summed over colour when the
+// method returns them (Integrated Gradients, XRAI), else the heat map.
+function signedMap(response, h, w) {
+  const attr = (response.outputs || {}).attributions;
+  if (!attr) return null;
+  const t = decodeTensor(attr);
+  if (t.dims.length === 3 && t.dims[1] === h && t.dims[2] === w) return t.data.slice(0, h * w);
+  if (t.dims.length !== 4 || t.dims[1] !== h || t.dims[2] !== w) return null;
+  const c = t.dims[3];
+  const out = new Float32Array(h * w);
+  for (let i = 0; i < h * w; i++) for (let k = 0; k < c; k++) out[i] += t.data[i * c + k];
+  return out;
 }
 
-function heatCanvas(heat, h, w) {
+// The heat map as a canvas, coloured by the model's visualization settings (visualization.js).
+function heatCanvas(heat, h, w, vis) {
   const canvas = document.createElement("canvas");
   canvas.width = w;
   canvas.height = h;
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {
-    const [r, g, b] = jet(heat[i]);
-    img.data.set([r, g, b, 255], 4 * i);
-  }
+  img.data.set(applyVisualization(heat, vis));
   ctx.putImageData(img, 0, 0);
   return canvas;
 }
@@ -239,7 +245,9 @@ async function showResult(method, response, image) {
   canvas.height = h;
   box.innerHTML = `<h2>${method}</h2>`;
   box.append(canvas);
-  state.results[method] = { canvas, image, heat: heatCanvas(first, h, w), h, w };
+  const vis = state.model.visualization || {};
+  const shown = (Object.keys(vis).length && signedMap(response, h, w)) || first;
+  state.results[method] = { canvas, image, heat: heatCanvas(shown, h, w, vis), h, w };
   draw(method);
   if (response.probabilities) {
     const probs = decodeTensor(response.probabilities);
