@@ -1,4 +1,8 @@
-"""Findings 2 and 4 restated with enrichment and bootstrap intervals (issue 12).
+"""Findings 1, 2 and 4 restated with enrichment and bootstrap intervals (issue 12).
+
+Finding 1: the average residual AR between different architectures exceeds the AR between
+retrained copies of one architecture; per image, the mean AR over the architecture pairs minus
+the mean over the retrained pairs, with a 95% bootstrap interval paired over the images.
 
 Finding 2, per (model, class): the R_pc *enrichment* of the class's causally most important cue
 (``R_pc`` divided by the explanation's share of the image, :func:`evaluation.intervals.enrichment`)
@@ -27,6 +31,7 @@ __all__ = [
     "BACKGROUND_OBJECTS",
     "N_BOOT",
     "grid_text",
+    "residual_finding_ci",
     "causal_deltas",
     "r_pc_enrichment_ci",
     "top_cues",
@@ -47,6 +52,52 @@ def grid_text(target_shape: Sequence[int] | None) -> str:
     if not target_shape or len(target_shape) < 2:
         return "?"
     return f"{int(target_shape[0])}×{int(target_shape[1])}"
+
+
+def residual_finding_ci(per_pair: Mapping[tuple[str, str, str], np.ndarray], grids: Mapping[str, str],
+                        n_boot: int = N_BOOT, seed: int = 0) -> Finding:
+    """SPEC §4 finding 1: AR between architectures exceeds AR between retrained copies.
+
+    Every pair's AR is measured on the same images, so image ``i`` contributes the mean AR over the
+    architecture pairs and the mean over the retrained pairs; the verdict compares the paired
+    bootstrap interval of their difference with 0 (:func:`evaluation.intervals.compare_intervals`).
+    The evidence also gives each side's interval, each pair's, and the closest two pairs.
+
+    Args:
+        per_pair: ``(m1, m2, kind)`` -> ``(N,)`` AR per image; ``kind`` is ``"architectures"`` or
+            ``"initialisations"`` (:func:`evaluation.experiments.residuals.model_pairs`).
+        grids: Model -> ``"h×w"`` of its Grad-CAM target layer (:func:`grid_text`).
+
+    Raises:
+        ValueError: The pairs were measured on different numbers of images.
+    """
+    title = "AR between different architectures exceeds AR between retrained copies of one architecture"
+    arch = {(a, b): np.asarray(v, float) for (a, b, k), v in per_pair.items() if k == "architectures"}
+    init = {(a, b): np.asarray(v, float) for (a, b, k), v in per_pair.items() if k == "initialisations"}
+    if not arch or not init:
+        return Finding.from_verdict(title, None, "needs at least two architectures and one retrained copy")
+    sizes = {v.shape for v in [*arch.values(), *init.values()]}
+    if len(sizes) != 1:
+        raise ValueError(f"every pair's AR must cover the same images; got shapes {sorted(sizes)}")
+    a_img, i_img = np.mean(list(arch.values()), axis=0), np.mean(list(init.values()), axis=0)
+    diff = paired_bootstrap_ci(a_img, i_img, n_boot=n_boot, seed=seed)
+    verdict = compare_intervals(diff, Interval(0.0, 0.0, 0.0))
+    cis = {p: bootstrap_ci(v, n_boot=n_boot, seed=seed) for p, v in {**arch, **init}.items()}
+    low_a = min(arch, key=lambda p: cis[p].estimate)
+    high_i = max(init, key=lambda p: cis[p].estimate)
+    models = list(dict.fromkeys(m for p in cis for m in p))
+    grid_list = ", ".join(f"{m} {grids.get(m, '?')}" for m in models)
+    evidence = (
+        f"grids: {grid_list}; 95% bootstrap intervals over "
+        f"{a_img.size} images: mean AR over the {len(arch)} architecture pairs "
+        f"{format_interval(bootstrap_ci(a_img, n_boot=n_boot, seed=seed), 3)} vs the {len(init)} retrained pairs "
+        f"{format_interval(bootstrap_ci(i_img, n_boot=n_boot, seed=seed), 3)}; difference paired over images "
+        f"{format_interval(diff, 3)}: {verdict}; closest pairs {low_a[0]}-{low_a[1]} {format_interval(cis[low_a], 3)} "
+        f"vs {high_i[0]}-{high_i[1]} {format_interval(cis[high_i], 3)}: {compare_intervals(cis[low_a], cis[high_i])}; "
+        "per pair: " + ", ".join(f"{a}-{b} {format_interval(iv, 3)}" for (a, b), iv in cis.items())
+        + "; the seed reports ≈0.41–0.45 vs ≈0.23–0.27 at 224 px"
+    )
+    return Finding.from_verdict(title, verdict, evidence)
 
 
 def _r_pc_enrichment(rows: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The restated findings 2 and 4 on the session's tiny models, through a real server."""
+"""The restated findings 1, 2 and 4 on the session's tiny models, through a real server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def findings_sections(tiny_model_root, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("findings")
     with start_server(str(tiny_model_root), port=0, host="127.0.0.1") as srv:
-        assert evaluation_main(["--server", srv.address, "--out", str(out), "--experiments", "objects,similarity",
+        assert evaluation_main(["--server", srv.address, "--out", str(out), "--experiments", "residuals,objects,similarity",
                                 "--images-per-class", "8", "--quiet"]) == 0
     sections = {p.stem.split("-")[0]: json.loads(p.read_text()) for p in (out / "sections").glob("*.json")}
     for s in sections.values():  # shown when run with -s: the numbers recorded in bench/RESULTS.md
@@ -58,3 +58,18 @@ def test_finding4_restated_on_the_tiny_embeddings(findings_sections):
         assert _INTERVAL.search(f["evidence"]) and re.search(r"grid \d+×\d+", f["evidence"])
     assert "embedding_avg (avg pooling" in f4a["evidence"] and "embedding_max (max pooling" in f4a["evidence"]
     assert "paired over" in f4b["evidence"]
+
+
+def test_finding1_interval_and_grids_on_the_tiny_models(findings_sections):
+    sections, tables = findings_sections
+    (f,) = sections["residuals"]["findings"]
+    assert _state(f) in ("holds", "does not hold", "inconclusive")
+    for model in ("vgg11", "resnet18", "simple", "simpler", "vgg11_retrained"):
+        assert re.search(rf"\b{model} \d+×\d+", f["evidence"])  # every model's grid
+    assert re.search(r"difference paired over images -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]: " + _state(f),
+                     f["evidence"])
+    t = tables["residuals"]
+    mean, lo, hi = (t["columns"].index(c) for c in ("mean AR", "95% low", "95% high"))
+    assert len(t["rows"]) == 7  # 6 architecture pairs and vgg11-vgg11 retrained
+    for r in t["rows"]:
+        assert 0.0 <= r[lo] <= r[mean] <= r[hi] <= 1.0 and r[lo] < r[hi]

@@ -132,3 +132,33 @@ def test_landmark_enrichment_findings_hand_computed():
     assert f4b.verdict == "inconclusive" and "paired over 2 query images" in f4b.evidence and "1.00 [0.00, 2.00]" in f4b.evidence
     f = fd.landmark_enrichment_findings({"e_max": np.array([3.0, 3.0])}, {}, {"e_max": "max"}, {}, n_boot=50)
     assert f[0].verdict == "holds" and f[1].verdict == "not evaluated"
+
+
+def _residual_pairs(arch: list[float], init1: list[float], init2: list[float]) -> dict:
+    return {("a", "b", "architectures"): np.array(arch), ("a", "a_retrained", "initialisations"): np.array(init1),
+            ("b", "b_retrained", "initialisations"): np.array(init2)}
+
+
+def test_finding1_residual_interval_hand_computed():
+    grids = {"a": "4×4", "b": "8×8", "a_retrained": "4×4", "b_retrained": "8×8"}
+    # 3 images: architecture AR (0.5, 0.625, 0.75); the retrained pairs average 0.25 on every image,
+    # so the per-image differences are (0.25, 0.375, 0.5): mean 0.375, and with 3 images each
+    # extreme resample (all one image) has probability 1/27 > 2.5%, so the interval is [0.25, 0.5]
+    f = fd.residual_finding_ci(_residual_pairs([0.5, 0.625, 0.75], [0.125, 0.25, 0.375], [0.375, 0.25, 0.125]),
+                               grids, n_boot=2000, seed=0)
+    assert f.verdict == "holds"
+    assert "grids: a 4×4, b 8×8, a_retrained 4×4, b_retrained 8×8" in f.evidence
+    assert "over 3 images" in f.evidence and "0.625 [0.500, 0.750] vs the 2 retrained pairs 0.250 [0.250, 0.250]" in f.evidence
+    assert "difference paired over images 0.375 [0.250, 0.500]: holds" in f.evidence
+    # closest pairs: a-b [0.5, 0.75] vs a-a_retrained [0.125, 0.375] (the first of the two tied at 0.25)
+    assert "closest pairs a-b 0.625 [0.500, 0.750] vs a-a_retrained 0.250 [0.125, 0.375]: holds" in f.evidence
+    # differences (-0.125, 0.125, 0.375): interval [-0.125, 0.375] contains 0
+    f = fd.residual_finding_ci(_residual_pairs([0.25, 0.5, 0.75], [0.375] * 3, [0.375] * 3), grids, seed=0)
+    assert f.verdict == "inconclusive" and "0.125 [-0.125, 0.375]: inconclusive" in f.evidence
+    # retrained copies further apart than the architectures: the interval lies below 0
+    f = fd.residual_finding_ci(_residual_pairs([0.125, 0.25, 0.375], [0.5, 0.625, 0.75], [0.75, 0.625, 0.5]), {},
+                               seed=0)
+    assert f.verdict == "does not hold" and "-0.375 [-0.500, -0.250]" in f.evidence and "grids: a ?, b ?" in f.evidence
+    assert fd.residual_finding_ci({("a", "b", "architectures"): np.ones(3)}, grids).verdict == "not evaluated"
+    with pytest.raises(ValueError, match=r"same images; got shapes \[\(2,\), \(3,\)\]"):
+        fd.residual_finding_ci(_residual_pairs([0.5, 0.5, 0.5], [0.1, 0.1], [0.1, 0.1, 0.1]), grids)
