@@ -300,12 +300,24 @@ def _model_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def _code_version(fn: Callable[..., Any]) -> str:
+    """A short hash of the source file of an experiment's ``run``: a saved section is reused only
+    by the code that wrote it (per-image results stay in the cache, keyed by their inputs)."""
+    import inspect
+
+    try:
+        source = Path(inspect.getsourcefile(fn) or "").read_bytes()
+    except (OSError, TypeError):
+        return "nosrc"
+    return hashlib.sha1(source).hexdigest()[:8]
+
+
 def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = None,
                    context: Callable[..., Context] | None = None) -> Path:
     """Run the selected experiments and write the report; returns the path of ``report.html``.
 
     Sections already saved under ``REPORT_DIR/sections`` by an earlier run of the same
-    configuration and models are reused, and per-image results come from the cache, so a
+    configuration, models and experiment code (a hash of the experiment's module) are reused, and per-image results come from the cache, so a
     resumed run does only the missing work.
 
     Args:
@@ -333,7 +345,8 @@ def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = 
         if exp.needs == "classifier" and not ctx.classifiers or exp.needs == "embedding" and not ctx.embeddings:
             log.warning("skipping %s: no %s models are served", key, exp.needs)
             continue
-        saved = load_section(ctx.out, f"{key}-{fingerprint[:12]}")
+        section_key = f"{key}-{fingerprint[:12]}-{_code_version(exp.fn)}"
+        saved = load_section(ctx.out, section_key)
         if saved is not None:
             log.info("%s: reused the finished section", key)
             saved.key = key
@@ -343,7 +356,7 @@ def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = 
         print(f"[evaluation] {exp.title} ...", file=sys.stderr, flush=True)
         section = exp.run(ctx)
         section.seconds = time.perf_counter() - t0
-        keyed = Section(**{**section.__dict__, "key": f"{key}-{fingerprint[:12]}"})
+        keyed = Section(**{**section.__dict__, "key": section_key})
         save_section(keyed, ctx.out)
         sections.append(section)
     report = write_report(ctx.out, sections, config.to_json(), _model_rows(ctx))
