@@ -74,6 +74,7 @@ def test_second_run_resumes_from_cache(full_report, server):
     _assert_same_tables(_tables(full_report), before)
 
 
+@pytest.mark.slow  # a subprocess evaluation killed and resumed (~30 s beside the shared fixtures); `make test-ci-slow`
 def test_killed_run_resumes_to_identical_tables(server, tmp_path):
     subset = ["--experiments", "residuals,descriptors"]
     reference = tmp_path / "reference"

@@ -10,6 +10,9 @@ import pytest
 
 from evaluation.__main__ import main as evaluation_main
 
+# ~1 min of perturbation masks on the tiny models: run by `make test-ci-slow` (CI), not `make test`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(tiny_model_root):
