@@ -345,7 +345,7 @@ def run_evaluation(config: EvalConfig, client: Any, data: Any, landmarks: Any = 
         if exp.needs == "classifier" and not ctx.classifiers or exp.needs == "embedding" and not ctx.embeddings:
             log.warning("skipping %s: no %s models are served", key, exp.needs)
             continue
-        section_key = f"{key}-{fingerprint[:12]}-{_code_version(exp.fn)}"
+        section_key = f"{key}-{fingerprint[:12]}-{_code_version(exp.run)}"
         saved = load_section(ctx.out, section_key)
         if saved is not None:
             log.info("%s: reused the finished section", key)

@@ -123,3 +123,19 @@ def test_killed_driver_resumes_from_cache(cluster, server, reference, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["cache_hits"] >= done_before and run["cache_misses"] == _npz(out) - done_before, (run, done_before)
     assert_same_tables(_tables(out), reference)
+
+
+def test_model_root_gives_each_worker_an_embedded_server(cluster, tiny_model_root, reference, tmp_path):
+    """``--ray`` with ``--model-root``: every worker serves the models itself; same tables."""
+    out = tmp_path / "ray-embedded"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evaluation", "--ray", cluster.address, "--model-root", str(tiny_model_root),
+         "--out", str(out), "--experiments", "residuals", *SMALL],
+        cwd=REPO, env={**cluster.env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _finish(proc)
+    tables = _tables(out)
+    assert_same_tables({"residuals.csv": tables["residuals.csv"]}, {"residuals.csv": reference["residuals.csv"]})
+    run = json.loads((out / "run.json").read_text())
+    assert run["cache_misses"] == _npz(out) > 0, run
