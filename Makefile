@@ -37,7 +37,8 @@ test-apps: $(STAMP)
 # The slow suites CI runs after `make test` (tiny fixtures built once for all of them).
 CI_SLOW_TESTS = tests/test_evaluation_e2e.py tests/test_causal.py tests/test_segmenter.py \
 	tests/test_distributed_training.py tests/test_folder_training.py tests/test_experiments_faithfulness.py \
-	tests/test_foreign_savedmodels.py tests/test_ray_evaluation.py tests/test_summaries_models.py
+	tests/test_foreign_savedmodels.py tests/test_ray_evaluation.py tests/test_summaries_models.py \
+	tests/test_findings_tiny.py tests/test_train_export.py
 test-ci-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(CI_SLOW_TESTS)
 

@@ -7,6 +7,9 @@ import re
 
 import pytest
 
+# an evaluation of three experiments over the tiny models (~30-40 s): `make test-ci-slow`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def findings_sections(tiny_model_root, tmp_path_factory):

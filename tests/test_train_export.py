@@ -139,6 +139,7 @@ def micro_cities():
     return make_cities(12, image_size=32, seed=5).split(0)
 
 
+@pytest.mark.slow  # two trainings (~10-18 s); `make test-ci-slow`
 def test_training_is_reproducible_per_seed(micro_cities):
     train, val, test = micro_cities
     kw = dict(epochs=2, batch_size=8, learning_rate=1e-3, width=0.0625, verbose=0)
@@ -510,6 +511,7 @@ def test_cli_help_and_errors():
     assert r.returncode == 2 and "unknown model name 'vgg16'" in r.stderr
 
 
+@pytest.mark.slow  # a CLI training and export in a subprocess (~15 s); `make test-ci-slow`
 def test_cli_trains_and_exports_a_subset(tmp_path):
     r = _cli("train", "--preset", "tiny", "--only", "simpler", "--epochs", "1", "--quiet",
              "--out", str(tmp_path / "models"), timeout=300)
