@@ -14,12 +14,15 @@ a batch of 32, the same ``serving_default`` request is sent, interleaved call by
   ``tf.make_ndarray``);
 * **REST lists**: ``POST /v1/models/NAME:predict`` ``{"instances": [image as nested lists]}``;
 * **REST b64**: the same with ``{"b64": ...}`` per image (the raw ``H·W·3`` uint8 bytes);
-* **REST b64 PNG**: ``{"b64": ...}`` holding a PNG file per image.
+* **REST b64 PNG**: ``{"b64": ...}`` holding a PNG file per image;
+* **REST b64, http.client**: the REST b64 body sent with the standard library's ``http.client``.
 
 REST bodies are encoded once before the loop (as the gRPC request is built once; the client
 encode time is its own column); every call includes sending, the server's work and parsing the
-response (``json.loads``, numpy for the probabilities) on one kept-alive HTTP/1.1 connection
-(``http.client``) or one gRPC channel. The forward pass alone (the SavedModel's
+response (``json.loads``, numpy for the probabilities) on one kept-alive HTTP/1.1 connection of a
+``requests.Session`` (the usual Python REST client) or one gRPC channel. The ``http.client`` row is
+there because that client showed an intermittent ≈ 40 ms stall per call on this server (a whole
+run at +40 ms, the next at none), which ``requests`` on the same server in the same run did not. The forward pass alone (the SavedModel's
 ``serving_default`` signature in this process) is measured the same way for reference. Every
 kind must return the same probabilities (1e-5). Target: REST b64 ≤ 1.3× gRPC at p50.
 """
@@ -45,7 +48,8 @@ import numpy as np  # noqa: E402
 
 from bench.bench_serving import REPO, _city_image, _free_port, _pct  # noqa: E402
 
-KINDS = ("in-process forward", "gRPC Predict", "REST lists", "REST b64", "REST b64 PNG")
+KINDS = ("in-process forward", "gRPC Predict", "REST lists", "REST b64", "REST b64 PNG", "REST b64, http.client")
+PLAIN_KIND = "REST b64, http.client"
 
 
 class RestServer:
@@ -112,8 +116,12 @@ def measure(server: RestServer, model: str, version_dir: Path, images: np.ndarra
     req.model_spec.name = model
     req.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
     bodies = rest_bodies(images)
+    import requests
+
+    sessions = {k: requests.Session() for k in ("REST lists", "REST b64", "REST b64 PNG")}  # one connection each
     conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=300)
     path = f"/v1/models/{model}:predict"
+    url = f"http://127.0.0.1:{server.rest_port}{path}"
     got: dict[str, np.ndarray] = {}
 
     def in_process() -> np.ndarray:
@@ -122,27 +130,34 @@ def measure(server: RestServer, model: str, version_dir: Path, images: np.ndarra
     def over_grpc() -> np.ndarray:
         return tf.make_ndarray(stub.Predict(req, timeout=300).outputs["probabilities"])
 
+    def decoded(status: int, data: Any, kind: str) -> np.ndarray:
+        if status != 200:
+            raise RuntimeError(f"{kind}: HTTP {status} {data}")
+        return np.asarray([p["probabilities"] for p in data["predictions"]], np.float32)
+
     def over_rest(kind: str) -> Callable[[], np.ndarray]:
         body = bodies[kind][0]
 
         def call() -> np.ndarray:
-            try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-                reply = conn.getresponse()
-            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-                # uvicorn closes a connection idle for 5 s (slow batch rounds): reconnect once
-                conn.close()
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-                reply = conn.getresponse()
-            data = json.loads(reply.read())
-            if reply.status != 200:
-                raise RuntimeError(f"{kind}: HTTP {reply.status} {data}")
-            return np.asarray([p["probabilities"] for p in data["predictions"]], np.float32)
+            reply = sessions[kind].post(url, data=body, headers={"Content-Type": "application/json"}, timeout=300)
+            return decoded(reply.status_code, json.loads(reply.content), kind)
 
         return call
 
+    def over_http_client() -> np.ndarray:
+        body = bodies["REST b64"][0]
+        try:
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            reply = conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # uvicorn closes a connection idle for 5 s (slow batch rounds): reconnect once
+            conn.close()
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            reply = conn.getresponse()
+        return decoded(reply.status, json.loads(reply.read()), PLAIN_KIND)
+
     calls = {"in-process forward": in_process, "gRPC Predict": over_grpc,
-             **{k: over_rest(k) for k in ("REST lists", "REST b64", "REST b64 PNG")}}
+             **{k: over_rest(k) for k in ("REST lists", "REST b64", "REST b64 PNG")}, PLAIN_KIND: over_http_client}
     for kind, fn in calls.items():  # warm-up (traces, connections) and the parity check
         got[kind] = fn()
         fn()
@@ -153,12 +168,15 @@ def measure(server: RestServer, model: str, version_dir: Path, images: np.ndarra
             fn()
             times[kind].append(time.perf_counter() - start)
     conn.close()
+    for session in sessions.values():
+        session.close()
     channel.close()
     ref = got["in-process forward"]
     return {
         "times": times,
         "same": {k: bool(np.allclose(v, ref, atol=1e-5)) for k, v in got.items()},
-        "bytes": {"gRPC Predict": req.ByteSize(), **{k: len(b) for k, (b, _) in bodies.items()}},
+        "bytes": {"gRPC Predict": req.ByteSize(), **{k: len(b) for k, (b, _) in bodies.items()},
+                  PLAIN_KIND: len(bodies["REST b64"][0])},
         "encode_ms": {k: e * 1e3 for k, (_, e) in bodies.items()},
     }
 
