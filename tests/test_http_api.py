@@ -229,7 +229,7 @@ def test_error_matrix(server, images):
 
 
 def test_hostile_json_never_gets_a_server_error(server, images):
-    hypothesis = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
