@@ -474,71 +474,79 @@ def ccg(
     base_y = _base_is_y(p_base, lab, base_is_y)
     if isinstance(max_growth, bool) or not isinstance(max_growth, (int, np.integer)) or max_growth < 0:
         raise ValueError(f"max_growth must be an integer >= 0 (seed 003 uses 50); got {max_growth!r}")
-    num_pixels = h * w
     cur = dilate(m, 1) if dilate_first else m.copy()
-    den = pf - pb
-
-    ccg_values = np.full(n, np.nan)
-    p_acc = np.full(n, np.nan)
-    growths = np.full(n, -1, dtype=np.int64)
-    area = np.full(n, -1, dtype=np.int64)
-    reasons: list[str | None] = [None] * n
-    pending = np.ones(n, dtype=bool)
-
-    for i in np.flatnonzero(den <= 0):
-        reasons[i] = "not_confident"
-        pending[i] = False
-    for i in np.flatnonzero(pending & base_y):
-        reasons[i] = "base_is_y"
-        pending[i] = False
-    empty = ~cur.reshape(n, -1).any(axis=1)
-    for i in np.flatnonzero(pending & empty):
-        reasons[i] = "empty_mask"
-        pending[i] = False
-
+    state = _CCGState.start(n, pf - pb, base_y, cur)
     batch_sizes: list[int] = []
     for step in range(int(max_growth) + 1):
-        idx = np.flatnonzero(pending)
+        idx = np.flatnonzero(state.pending)
         if idx.size == 0:
             break
         probs = _run_classify(classify, hybrid(x[idx], b[idx], cur[idx]), lab[idx])
         batch_sizes.append(int(idx.size))
-        ok = np.argmax(probs, axis=1) == lab[idx]
-        areas = cur[idx].reshape(idx.size, -1).sum(axis=1)
-        growths[idx] = step
-        area[idx] = areas
-        for j in np.flatnonzero(ok):
-            i = idx[j]
-            pending[i] = False
-            p_acc[i] = probs[j, lab[i]]
-            gain = p_acc[i] - pb[i]
-            if gain < 0:
-                reasons[i] = "negative_gain"
-            else:
-                # seed 003 eq. 3
-                ccg_values[i] = gain * num_pixels / (den[i] * areas[j])
-        wrong = idx[~ok]
-        full = areas[~ok] == num_pixels
-        for i in wrong[full]:
-            reasons[i] = "over_max_growth"
-            pending[i] = False
-        grow = wrong[~full]
+        grow = state.record_step(step, idx, probs, lab, pb, cur, h * w)
         if step == max_growth:
-            for i in grow:
-                reasons[i] = "over_max_growth"
-                pending[i] = False
+            state.leave_out(grow, "over_max_growth")
         elif grow.size:
             cur[grow] = dilate(cur[grow], 1)
-
     return CCGResult(
-        ccg=ccg_values,
-        growths=growths,
-        area=area,
-        excluded_reason=reasons,
+        ccg=state.ccg,
+        growths=state.growths,
+        area=state.area,
+        excluded_reason=state.reasons,
         forward_passes=len(batch_sizes),
         batch_sizes=batch_sizes,
-        p_accurate=p_acc,
+        p_accurate=state.p_accurate,
     )
+
+
+@dataclass
+class _CCGState:
+    """Per-image state of :func:`ccg`'s growth loop (the fields of :class:`CCGResult` being filled)."""
+
+    den: np.ndarray
+    ccg: np.ndarray
+    p_accurate: np.ndarray
+    growths: np.ndarray
+    area: np.ndarray
+    reasons: list[str | None]
+    pending: np.ndarray
+
+    @classmethod
+    def start(cls, n: int, den: np.ndarray, base_y: np.ndarray, mask: np.ndarray) -> "_CCGState":
+        """Nothing resolved yet; the exclusions known before any forward pass applied in order."""
+        state = cls(den=den, ccg=np.full(n, np.nan), p_accurate=np.full(n, np.nan),
+                    growths=np.full(n, -1, dtype=np.int64), area=np.full(n, -1, dtype=np.int64),
+                    reasons=[None] * n, pending=np.ones(n, dtype=bool))
+        state.leave_out(np.flatnonzero(den <= 0), "not_confident")
+        state.leave_out(np.flatnonzero(state.pending & base_y), "base_is_y")
+        state.leave_out(np.flatnonzero(state.pending & ~mask.reshape(n, -1).any(axis=1)), "empty_mask")
+        return state
+
+    def leave_out(self, indices: np.ndarray, reason: str) -> None:
+        for i in indices:
+            self.reasons[i] = reason
+            self.pending[i] = False
+
+    def record_step(self, step: int, idx: np.ndarray, probs: np.ndarray, lab: np.ndarray, pb: np.ndarray,
+                    cur: np.ndarray, num_pixels: int) -> np.ndarray:
+        """Resolve the images of ``idx`` classified as ``y`` at ``step``; return those left to grow."""
+        ok = np.argmax(probs, axis=1) == lab[idx]
+        areas = cur[idx].reshape(idx.size, -1).sum(axis=1)
+        self.growths[idx] = step
+        self.area[idx] = areas
+        for j in np.flatnonzero(ok):
+            i = idx[j]
+            self.pending[i] = False
+            self.p_accurate[i] = probs[j, lab[i]]
+            gain = self.p_accurate[i] - pb[i]
+            if gain < 0:
+                self.reasons[i] = "negative_gain"
+            else:  # seed 003 eq. 3
+                self.ccg[i] = gain * num_pixels / (self.den[i] * areas[j])
+        wrong = idx[~ok]
+        full = areas[~ok] == num_pixels  # a whole-image mask still wrong can never become right
+        self.leave_out(wrong[full], "over_max_growth")
+        return wrong[~full]
 
 
 def summarize(values: np.ndarray) -> dict[str, float | int]:
