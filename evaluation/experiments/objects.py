@@ -36,7 +36,7 @@ truth into ``REPORT_DIR/annotations.csv`` (see :mod:`evaluation.annotations` for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -312,16 +312,7 @@ def run(ctx: Context) -> Section:
         + ", ".join(f"{m} {k}" for m, k in wrong.items()) + "."
     )
 
-    # visual explanations (seed 000 Fig. 5 / seed 001 Fig. 4 style)
-    ex = _examples(labels, EXAMPLES_PER_CLASS)
-    for th in THETAS:
-        rows = [[images[i]] + [visual_explanation(images[i][None], _at_size(results[m]["heatmap"][i][None], images.shape[1:3]), th)[0]
-                               for m in models] for i in ex]
-        path, rel = ctx.figure(f"objects_visual_explanations_theta{int(th * 100)}")
-        plots.image_grid(path, rows, row_titles=[class_names[labels[i]] for i in ex], col_titles=["image", *models],
-                         title=f"Visual explanations, θ = {th}")
-        section.figures.append((rel, f"Visual explanations (Grad-CAM ≥ {th}) of the same test images by every classifier"))
-
+    _visual_explanations(ctx, section, images, labels, results, models)
     segmenter = getattr(ctx.config, "segmenter", None)
     seg_maps = None
     if segmenter:
@@ -348,6 +339,47 @@ def run(ctx: Context) -> Section:
         stats[th] = {m: object_statistics(_at_size(results[m]["heatmap"], label_maps.shape[1:]), label_maps, labels,
                                           len(class_names), th) for m in models}
 
+    _object_tables(ctx, section, stats, models, class_names, names, planted, shared, area)
+    cases = {th: finding2_cases({m: s.ratios for m, s in stats[th].items()}, class_names, names, planted, shared)
+             for th in THETAS}
+    if seg_maps is not None and data.label_maps is not None:  # segmenter beside the ground truth
+        _segmenter_comparison(ctx, section, segmenter, results, stats, seg_maps, label_maps, labels, names,
+                              planted, shared, cases)
+    ft = Table("objects_finding2", f"Strict rule at θ = {THETAS[0]} (not the finding: fails even for a perfect map of "
+               f"one planted object): min R_pc of the planted objects present vs max R_pc of the shared objects "
+               f"present ({', '.join(SHARED_OBJECTS)})",
+               ["model", "class", "min planted R_pc", "planted object", "max shared R_pc", "shared object", "holds"])
+    for c in cases[THETAS[0]]:
+        ft.add(c["model"], c["class"], c["planted_min"], c["planted_object"], c["shared_max"], c["shared_object"],
+               "" if c["holds"] is None else ("yes" if c["holds"] else "no"))
+    section.tables.append(ft)
+    heat = {m: _at_size(results[m]["heatmap"], label_maps.shape[1:]) for m in models}
+    section.findings.append(_finding2(ctx, idx, heat, stats[THETAS[0]], label_maps, labels, names, planted, section))
+
+    _annotation_agreement(ctx, section, idx, stats, names, models)
+    ctx.results["objects"] = {"finding2_cases": cases[THETAS[0]]}
+    return section
+
+
+def _visual_explanations(ctx: Context, section: Section, images: np.ndarray, labels: np.ndarray,
+                         results: Mapping[str, Any], models: list[str]) -> None:
+    """Figures: the visual explanations of a few images per class by every model, per θ."""
+    class_names = list(ctx.data.class_names)
+    # seed 000 Fig. 5 / seed 001 Fig. 4 style
+    ex = _examples(labels, EXAMPLES_PER_CLASS)
+    for th in THETAS:
+        rows = [[images[i]] + [visual_explanation(images[i][None], _at_size(results[m]["heatmap"][i][None], images.shape[1:3]), th)[0]
+                               for m in models] for i in ex]
+        path, rel = ctx.figure(f"objects_visual_explanations_theta{int(th * 100)}")
+        plots.image_grid(path, rows, row_titles=[class_names[labels[i]] for i in ex], col_titles=["image", *models],
+                         title=f"Visual explanations, θ = {th}")
+        section.figures.append((rel, f"Visual explanations (Grad-CAM ≥ {th}) of the same test images by every classifier"))
+
+
+def _object_tables(ctx: Context, section: Section, stats: Mapping[float, Mapping[str, ObjectStats]], models: list[str],
+                   class_names: list[str], names: Mapping[int, str], planted: Mapping[int, set[int]],
+                   shared: Any, area: int) -> None:
+    """Tables and figures per θ: R_pc, mean pixels per object, histograms per class, R_pc bars."""
     for th in THETAS:
         tag = int(th * 100)
         table = r_pc_table(
@@ -379,31 +411,31 @@ def run(ctx: Context) -> Section:
                                               for m in models}, f"R_pc per object and class, θ = {th}", "R_pc")
             section.figures.append((rel, f"R_pc of the selected objects per class and model, θ = {th} (seed 001 Fig. 5)"))
 
-    cases = {th: finding2_cases({m: s.ratios for m, s in stats[th].items()}, class_names, names, planted, shared)
-             for th in THETAS}
-    if seg_maps is not None and data.label_maps is not None:  # segmenter beside the ground truth
-        from evaluation.segmentation import add_comparison
 
-        seg_stats = add_comparison(ctx, section, segmenter, {m: _at_size(results[m]["heatmap"], label_maps.shape[1:])
-                                                             for m in models}, stats, seg_maps, label_maps, labels,
-                                   class_names, names, lambda c, p: _kind(c, p, planted, shared))
-        k, n = _tally(finding2_cases({m: s.ratios for m, s in seg_stats[THETAS[0]].items()}, class_names, names,
-                                     planted, shared))
-        k0, n0 = _tally(cases[THETAS[0]])
-        section.text += (f"\n\nWith the label maps of segmenter {segmenter!r} instead of the ground truth, the strict "
-                         f"rule (min planted R_pc > max shared R_pc, θ = {THETAS[0]}) holds in {k} of {n} (model, class) cases (ground truth: {k0} of {n0}).")
-    ft = Table("objects_finding2", f"Strict rule at θ = {THETAS[0]} (not the finding: fails even for a perfect map of "
-               f"one planted object): min R_pc of the planted objects present vs max R_pc of the shared objects "
-               f"present ({', '.join(SHARED_OBJECTS)})",
-               ["model", "class", "min planted R_pc", "planted object", "max shared R_pc", "shared object", "holds"])
-    for c in cases[THETAS[0]]:
-        ft.add(c["model"], c["class"], c["planted_min"], c["planted_object"], c["shared_max"], c["shared_object"],
-               "" if c["holds"] is None else ("yes" if c["holds"] else "no"))
-    section.tables.append(ft)
+def _segmenter_comparison(ctx: Context, section: Section, segmenter: str, results: Mapping[str, Any],
+                          stats: Mapping[float, Mapping[str, ObjectStats]], seg_maps: np.ndarray,
+                          label_maps: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
+                          planted: Mapping[int, set[int]], shared: Any, cases: Mapping[float, list]) -> None:
+    """The segmenter's label maps beside the ground truth: its statistics and the strict rule's tally."""
+    from evaluation.segmentation import add_comparison
+
+    class_names = list(ctx.data.class_names)
+    models = list(results)
     heat = {m: _at_size(results[m]["heatmap"], label_maps.shape[1:]) for m in models}
-    section.findings.append(_finding2(ctx, idx, heat, stats[THETAS[0]], label_maps, labels, names, planted, section))
+    seg_stats = add_comparison(ctx, section, segmenter, heat, stats, seg_maps, label_maps, labels, class_names, names,
+                               lambda c, p: _kind(c, p, planted, shared))
+    k, n = _tally(finding2_cases({m: s.ratios for m, s in seg_stats[THETAS[0]].items()}, class_names, names,
+                                 planted, shared))
+    k0, n0 = _tally(cases[THETAS[0]])
+    section.text += (f"\n\nWith the label maps of segmenter {segmenter!r} instead of the ground truth, the strict "
+                     f"rule (min planted R_pc > max shared R_pc, θ = {THETAS[0]}) holds in {k} of {n} (model, class) cases (ground truth: {k0} of {n0}).")
 
-    # annotation agreement (seed 000 Figs. 11, 12)
+
+def _annotation_agreement(ctx: Context, section: Section, idx: np.ndarray,
+                          stats: Mapping[float, Mapping[str, ObjectStats]], names: Mapping[int, str],
+                          models: list[str]) -> None:
+    """Agreement of the selected objects with the annotations (seed 000 Figs. 11, 12)."""
+    data = ctx.data
     ann_path = ctx.config.annotations
     source = "the annotations file"
     if ann_path is None and getattr(data, "discriminative", None):
@@ -411,32 +443,28 @@ def run(ctx: Context) -> Section:
         source = "annotations written from the ground truth into annotations.csv (synthetic annotator, see evaluation.annotations)"
     if ann_path is None:
         section.text += "\n\nNo annotations were given (config.annotations), so the agreement curves are not drawn."
-    else:
-        ann = read_annotations(ann_path)
-        from models.datasets.ade20k import NAME_TO_INDEX
+        return
+    from models.datasets.ade20k import NAME_TO_INDEX
 
-        to_idx = {**NAME_TO_INDEX, **{v: k for k, v in names.items()}}
-        pos, annotated, unknown = annotation_indices(ann, ctx.image_ids(idx), to_idx)
-        if pos.size == 0:
-            section.text += f"\n\nNone of the {idx.size} sampled images is annotated in {ann_path}; no agreement curves."
-        else:
-            curves = {(m, th): agreement_curve(stats[th][m].inside[pos], annotated, AGREEMENT_THRESHOLDS)
-                      for m in models for th in THETAS}
-            tab = agreement_table(curves, AGREEMENT_THRESHOLDS)
-            tab.note = (f"{pos.size} annotated images of {idx.size}; source: {source}; strict: every selected label is "
-                        "annotated; lenient: any selected label is annotated"
-                        + (f"; unknown label names dropped: {', '.join(unknown)}" if unknown else ""))
-            section.tables.append(tab)
-            for kind, fig in (("strict", "Fig. 11"), ("lenient", "Fig. 12")):
-                path, rel = ctx.figure(f"objects_agreement_{kind}")
-                plots.curves(path, AGREEMENT_THRESHOLDS, {f"{m} θ={th}": cur[kind] for (m, th), cur in curves.items()},
-                             f"{kind} agreement with the annotations (seed 000 {fig})",
-                             "threshold t for selecting the second label", "accuracy", ylim=(0.0, 1.0))
-                section.figures.append((rel, f"{kind.capitalize()} agreement of the objects selected from each "
-                                             f"explanation with the annotations against t (seed 000 {fig})"))
-
-    ctx.results["objects"] = {"finding2_cases": cases[THETAS[0]]}
-    return section
+    to_idx = {**NAME_TO_INDEX, **{v: k for k, v in names.items()}}
+    pos, annotated, unknown = annotation_indices(read_annotations(ann_path), ctx.image_ids(idx), to_idx)
+    if pos.size == 0:
+        section.text += f"\n\nNone of the {idx.size} sampled images is annotated in {ann_path}; no agreement curves."
+        return
+    curves = {(m, th): agreement_curve(stats[th][m].inside[pos], annotated, AGREEMENT_THRESHOLDS)
+              for m in models for th in THETAS}
+    tab = agreement_table(curves, AGREEMENT_THRESHOLDS)
+    tab.note = (f"{pos.size} annotated images of {idx.size}; source: {source}; strict: every selected label is "
+                "annotated; lenient: any selected label is annotated"
+                + (f"; unknown label names dropped: {', '.join(unknown)}" if unknown else ""))
+    section.tables.append(tab)
+    for kind, fig in (("strict", "Fig. 11"), ("lenient", "Fig. 12")):
+        path, rel = ctx.figure(f"objects_agreement_{kind}")
+        plots.curves(path, AGREEMENT_THRESHOLDS, {f"{m} θ={th}": cur[kind] for (m, th), cur in curves.items()},
+                     f"{kind} agreement with the annotations (seed 000 {fig})",
+                     "threshold t for selecting the second label", "accuracy", ylim=(0.0, 1.0))
+        section.figures.append((rel, f"{kind.capitalize()} agreement of the objects selected from each "
+                                     f"explanation with the annotations against t (seed 000 {fig})"))
 
 
 def _finding2(ctx: Context, idx: np.ndarray, heat: Mapping[str, np.ndarray], stats: Mapping[str, ObjectStats],
