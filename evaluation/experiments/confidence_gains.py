@@ -416,6 +416,50 @@ def _models(ctx: Context) -> list[str]:
 
 
 @experiment("confidence", "Confidence gains SCG and CCG of importance masks (seed 003 Table 1)")
+@dataclass
+class _Tables:
+    """The experiment's tables, filled model by model."""
+
+    exclusions: Table
+    utilisation: Table
+    bases: Table
+    growths: Table
+    steps: Table
+
+    @classmethod
+    def empty(cls) -> "_Tables":
+        return cls(
+            exclusions=Table(
+                "confidence_exclusions", "Images used and left out per method, kernel and ρ (SCG, CCG)",
+                ["model", "mask", "kernel", "ρ", "SCG used", "SCG left out", "CCG used",
+                 *[f"CCG {r}" for r in _REASONS], "mean growths (CCG used)"], digits=2,
+                note="CCG left out by reason — not_confident: p(I) − p(I_K) ≤ 0; base_is_y: the base image I_K is "
+                     "already classified as y (any mask would stop at once); negative_gain: p(I_{AM,K}) − p(I_K) < 0 "
+                     "for the accurate mask; over_max_growth: not classified as y within 50 growths; empty_mask: an "
+                     "empty intersection. SCG leaves out not_confident, empty masks and a negative gain of the "
+                     "once-dilated initial mask, so its count can differ from CCG's."),
+            utilisation=Table(
+                "confidence_utilisation", "CCG forward passes and batch utilisation per ccg call "
+                "(all masks of one model, kernel and ρ batched together)",
+                ["model", "kernel", "ρ", "masks", "classify calls", "hybrids classified", "mean batch", "max batch",
+                 "last batch", "hybrids per mask (mean)", "hybrids per mask (max)", "SCG s", "CCG s"], digits=2),
+            bases=Table(
+                "confidence_base_images", "Base images already classified as y (left out of CCG as base_is_y)",
+                ["model", "kernel", "kernel size", "σ", "images", "base classified as y", "of which confident"],
+                digits=2, note="confident: p(I) − p(I_K) > 0, i.e. not already left out as not_confident"),
+            growths=Table(
+                "confidence_growths", "Distribution of the CCG growth steps (images used by CCG)",
+                ["model", "mask", "kernel", "ρ", "CCG used", *[f"{b} growths" for b in growth_bin_labels()],
+                 "median"], digits=1),
+            steps=Table(
+                "confidence_growth_steps", "CCG growth steps per image, mask, kernel and ρ (the data of the growth "
+                "histograms)", ["model", "mask", "kernel", "ρ", "image_id", "growths", "CCG"], inline=False),
+        )
+
+    def all(self) -> list[Table]:
+        return [self.bases, self.exclusions, self.growths, self.utilisation, self.steps]
+
+
 def run(ctx: Context) -> Section:
     section = Section("confidence", "Confidence gains SCG and CCG of importance masks (seed 003 Table 1)")
     models = _models(ctx)
@@ -426,116 +470,122 @@ def run(ctx: Context) -> Section:
                         "were not computed.")
         section.findings.append(finding3([]))
         return section
-    data = ctx.data
-    images_u8 = data.images[idx]
+    images_u8 = ctx.data.images[idx]
     x = images_u8.astype(np.float32) / 255.0
-    true = data.labels[idx]
+    tables = _Tables.empty()
     summaries: dict[str, dict[tuple[str, str, float], dict[str, float]]] = {}
-    excl = Table("confidence_exclusions", "Images used and left out per method, kernel and ρ (SCG, CCG)",
-                 ["model", "mask", "kernel", "ρ", "SCG used", "SCG left out", "CCG used", *[f"CCG {r}" for r in _REASONS],
-                  "mean growths (CCG used)"], digits=2,
-                 note="CCG left out by reason — not_confident: p(I) − p(I_K) ≤ 0; base_is_y: the base image I_K is "
-                      "already classified as y (any mask would stop at once); negative_gain: p(I_{AM,K}) − p(I_K) < 0 "
-                      "for the accurate mask; over_max_growth: not classified as y within 50 growths; empty_mask: an "
-                      "empty intersection. SCG leaves out not_confident, empty masks and a negative gain of the "
-                      "once-dilated initial mask, so its count can differ from CCG's.")
-    util = Table("confidence_utilisation", "CCG forward passes and batch utilisation per ccg call "
-                 "(all masks of one model, kernel and ρ batched together)",
-                 ["model", "kernel", "ρ", "masks", "classify calls", "hybrids classified", "mean batch", "max batch",
-                  "last batch", "hybrids per mask (mean)", "hybrids per mask (max)", "SCG s", "CCG s"], digits=2)
-    bases = Table("confidence_base_images", "Base images already classified as y (left out of CCG as base_is_y)",
-                  ["model", "kernel", "kernel size", "σ", "images", "base classified as y", "of which confident"],
-                  digits=2, note="confident: p(I) − p(I_K) > 0, i.e. not already left out as not_confident")
-    growths = Table("confidence_growths", "Distribution of the CCG growth steps (images used by CCG)",
-                    ["model", "mask", "kernel", "ρ", "CCG used", *[f"{b} growths" for b in growth_bin_labels()],
-                     "median"], digits=1)
-    steps_t = Table("confidence_growth_steps", "CCG growth steps per image, mask, kernel and ρ (the data of the growth "
-                    "histograms)", ["model", "mask", "kernel", "ρ", "image_id", "growths", "CCG"], inline=False)
-    ids = ctx.image_ids(idx)
-    notes = []
+    notes: list[str] = []
     for model in models:
-        info = ctx.models[model]
-        specs = single_methods(getattr(info, "input_size", None), ctx.config.seed, getattr(info, "methods", None))
-        missing = [s.method for s in SINGLE_METHODS if s.method not in {t.method for t in specs}]
-        p_full = ctx.predict(model, images_u8, tag="original")
-        y = np.argmax(p_full, axis=1)
-        heat = {}
-        for spec in specs:
-            r = ctx.explain(model, spec.method, idx, desc=f"{spec.key} {model}", **spec.kwargs)
-            heat[spec.key] = _at_size(np.asarray(r["heatmap"], np.float64), x.shape[1:3])
-            if np.any(np.asarray(r["class_index"]).ravel() != y):
-                notes.append(f"{model}/{spec.key}: the explained class differs from the predicted one for "
-                             f"{int(np.sum(np.asarray(r['class_index']).ravel() != y))} images")
-        notes.append(f"{model}: {int(np.sum(y != true))} of {y.size} images misclassified"
-                     + (f"; methods not served: {', '.join(missing)}" if missing else ""))
-        summ: dict[tuple[str, str, float], dict[str, float]] = {}
-        pooled: dict[str, np.ndarray] = {}
-        for kernel in KERNELS:
-            base = base_images(x, kernel)
-            p_base = ctx.predict(model, base, tag=f"base-{kernel}")
-            _add_base_row(bases, model, kernel, x.shape[1:3], p_full, p_base, y)
-            for rho in RHOS:
-                masks = method_masks(heat, rho)
-                with ctx.bar(None, f"hybrids {model} {KERNEL_LABELS[kernel]} ρ={rho:g}") as bar:
-                    def classify(imgs, _m=model, _bar=bar):
-                        _bar.update(len(imgs))
-                        return ctx.predict(_m, imgs, tag="hybrid")
-
-                    res = evaluate_masks(x, masks, y, classify, base, p_full, p_base)
-                for key in masks:
-                    summ[(key, kernel, rho)] = {"scg": summarize(res.scg[key])["mean_x100"],
-                                                "ccg": summarize(res.ccg[key])["mean_x100"]}
-                    excl.add(model, *exclusion_rows(key, kernel, rho, res.scg[key], res.ccg[key], res.growths[key],
-                                                    res.reasons[key]))
-                    used = np.isfinite(res.ccg[key])
-                    g = res.growths[key][used]
-                    growths.add(model, key, KERNEL_LABELS[kernel], f"{rho * 100:g}%", int(used.sum()),
-                                *growth_counts(res.growths[key], used), float(np.median(g)) if g.size else np.nan)
-                    for j in np.flatnonzero(used):
-                        steps_t.add(model, key, KERNEL_LABELS[kernel], f"{rho * 100:g}%", ids[j],
-                                    int(res.growths[key][j]), float(res.ccg[key][j]))
-                pooled[f"{KERNEL_LABELS[kernel]} ρ={rho * 100:g}%"] = np.concatenate(
-                    [res.growths[k][np.isfinite(res.ccg[k])] for k in masks])
-                for call in res.calls:
-                    util.add(model, KERNEL_LABELS[kernel], f"{rho * 100:g}%", *call.values())
+        specs, heat, p_full = _explain_model(ctx, model, idx, x, notes)
+        summ, pooled = _gains_of_model(ctx, model, heat, x, p_full, ctx.image_ids(idx), tables)
         summaries[model] = summ
-        rows = [(s.key, s.label, s.param) for s in specs]
-        rows += [(pair_key(a, b), pair_key(a, b), "") for a, b in PAIRS if pair_key(a, b) in {k for k, _, _ in summ}]
-        section.tables.append(table1(
-            f"confidence_table1_{model}", f"{model}: average SCG and CCG (×100) of the importance masks (seed 003 Table 1)",
-            summ, rows, note=f"{idx.size} images ({ctx.config.ccg_images_per_class} per class); y = predicted class; "
-                             "pairs: intersections of the two top-ρ masks"))
-        # grouped bars of CCG per mask, one series per kernel × ρ
-        path, rel = ctx.figure(f"confidence_ccg_{model}")
-        plots.grouped_bars(path, [r[0] for r in rows],
-                           {f"{KERNEL_LABELS[k]} ρ={r * 100:g}%": [summ.get((key, k, r), {}).get("ccg", np.nan) for key, _, _ in rows]
-                            for k in KERNELS for r in RHOS},
-                           f"{model}: mean CCG ×100 per importance mask", "CCG ×100")
-        section.figures.append((rel, f"{model}: mean CCG (×100) of each importance mask and intersection"))
-        path, rel = ctx.figure(f"confidence_growths_{model}")
-        plots.histograms(path, pooled, f"{model}: CCG growth steps (all masks)", "3×3 growths until classified as y",
-                         bins=np.arange(0, MAX_GROWTH + 2) - 0.5)
-        section.figures.append((rel, f"{model}: distribution of the growth steps of the images used by CCG, all masks "
-                                     "pooled, per kernel and ρ"))
-        # example masks of the first image at ρ = 25% (seed 003 Figs. 2, 3)
-        m25 = method_masks(heat, RHOS[-1])
-        for part, keys in (("single", list(heat)), ("pairs", [k for k in m25 if k not in heat])):
-            if not keys:
-                continue
-            grid = [[images_u8[0]] + [np.where(m25[k][0][..., None], images_u8[0], 0).astype(np.uint8) for k in keys]]
-            path, rel = ctx.figure(f"confidence_masks_{part}_{model}")
-            plots.image_grid(path, grid, col_titles=["image", *keys],
-                             title=f"{model}: top-{RHOS[-1] * 100:g}% masks" + (" and their intersections" if part == "pairs" else ""))
-            section.figures.append((rel, f"{model}: top-{RHOS[-1] * 100:g}% masks of one image, "
-                                         + ("single methods (seed 003 Fig. 2)" if part == "single" else "pairwise intersections (seed 003 Fig. 3)")))
-    section.tables += [bases, excl, growths, util, steps_t]
+        _model_figures(ctx, section, model, specs, heat, summ, pooled, images_u8, idx.size)
+    section.tables += tables.all()
     cases = finding3_cases(summaries)
     section.findings.append(finding3(cases))
-    section.text = (
+    section.text = _section_text(models, idx.size, x.shape[1:3], notes)
+    ctx.results["confidence"] = {"finding3_cases": cases}
+    return section
+
+
+def _explain_model(ctx: Context, model: str, idx: np.ndarray, x: np.ndarray,
+                   notes: list[str]) -> tuple[list, dict[str, np.ndarray], np.ndarray]:
+    """``(method specs, heat maps at input size per key, p(original))``; notes what differs or is missing."""
+    info = ctx.models[model]
+    specs = single_methods(getattr(info, "input_size", None), ctx.config.seed, getattr(info, "methods", None))
+    missing = [s.method for s in SINGLE_METHODS if s.method not in {t.method for t in specs}]
+    p_full = ctx.predict(model, ctx.data.images[idx], tag="original")
+    y = np.argmax(p_full, axis=1)
+    heat = {}
+    for spec in specs:
+        r = ctx.explain(model, spec.method, idx, desc=f"{spec.key} {model}", **spec.kwargs)
+        heat[spec.key] = _at_size(np.asarray(r["heatmap"], np.float64), x.shape[1:3])
+        explained = np.asarray(r["class_index"]).ravel()
+        if np.any(explained != y):
+            notes.append(f"{model}/{spec.key}: the explained class differs from the predicted one for "
+                         f"{int(np.sum(explained != y))} images")
+    notes.append(f"{model}: {int(np.sum(y != ctx.data.labels[idx]))} of {y.size} images misclassified"
+                 + (f"; methods not served: {', '.join(missing)}" if missing else ""))
+    return specs, heat, p_full
+
+
+def _gains_of_model(ctx: Context, model: str, heat: dict[str, np.ndarray], x: np.ndarray, p_full: np.ndarray,
+                    ids: list, tables: _Tables) -> tuple[dict, dict[str, np.ndarray]]:
+    """SCG/CCG of every mask for every kernel and ρ: ``(summary per (mask, kernel, ρ), growths pooled per
+    kernel × ρ)``; the rows of ``tables`` are added on the way."""
+    y = np.argmax(p_full, axis=1)
+    summ: dict[tuple[str, str, float], dict[str, float]] = {}
+    pooled: dict[str, np.ndarray] = {}
+    for kernel in KERNELS:
+        base = base_images(x, kernel)
+        p_base = ctx.predict(model, base, tag=f"base-{kernel}")
+        _add_base_row(tables.bases, model, kernel, x.shape[1:3], p_full, p_base, y)
+        for rho in RHOS:
+            masks = method_masks(heat, rho)
+            with ctx.bar(None, f"hybrids {model} {KERNEL_LABELS[kernel]} ρ={rho:g}") as bar:
+                def classify(imgs, _m=model, _bar=bar):
+                    _bar.update(len(imgs))
+                    return ctx.predict(_m, imgs, tag="hybrid")
+
+                res = evaluate_masks(x, masks, y, classify, base, p_full, p_base)
+            rho_text = f"{rho * 100:g}%"
+            for key in masks:
+                summ[(key, kernel, rho)] = {"scg": summarize(res.scg[key])["mean_x100"],
+                                            "ccg": summarize(res.ccg[key])["mean_x100"]}
+                tables.exclusions.add(model, *exclusion_rows(key, kernel, rho, res.scg[key], res.ccg[key],
+                                                             res.growths[key], res.reasons[key]))
+                used = np.isfinite(res.ccg[key])
+                g = res.growths[key][used]
+                tables.growths.add(model, key, KERNEL_LABELS[kernel], rho_text, int(used.sum()),
+                                   *growth_counts(res.growths[key], used), float(np.median(g)) if g.size else np.nan)
+                for j in np.flatnonzero(used):
+                    tables.steps.add(model, key, KERNEL_LABELS[kernel], rho_text, ids[j],
+                                     int(res.growths[key][j]), float(res.ccg[key][j]))
+            pooled[f"{KERNEL_LABELS[kernel]} ρ={rho_text}"] = np.concatenate(
+                [res.growths[k][np.isfinite(res.ccg[k])] for k in masks])
+            for call in res.calls:
+                tables.utilisation.add(model, KERNEL_LABELS[kernel], rho_text, *call.values())
+    return summ, pooled
+
+
+def _model_figures(ctx: Context, section: Section, model: str, specs: list, heat: dict[str, np.ndarray],
+                   summ: dict, pooled: dict[str, np.ndarray], images_u8: np.ndarray, n_images: int) -> None:
+    """Table 1 of ``model``, its CCG bars, growth histograms and example masks (seed 003 Figs. 2, 3)."""
+    rows = [(s.key, s.label, s.param) for s in specs]
+    rows += [(pair_key(a, b), pair_key(a, b), "") for a, b in PAIRS if pair_key(a, b) in {k for k, _, _ in summ}]
+    section.tables.append(table1(
+        f"confidence_table1_{model}", f"{model}: average SCG and CCG (×100) of the importance masks (seed 003 Table 1)",
+        summ, rows, note=f"{n_images} images ({ctx.config.ccg_images_per_class} per class); y = predicted class; "
+                         "pairs: intersections of the two top-ρ masks"))
+    path, rel = ctx.figure(f"confidence_ccg_{model}")
+    plots.grouped_bars(path, [r[0] for r in rows],
+                       {f"{KERNEL_LABELS[k]} ρ={r * 100:g}%": [summ.get((key, k, r), {}).get("ccg", np.nan) for key, _, _ in rows]
+                        for k in KERNELS for r in RHOS},
+                       f"{model}: mean CCG ×100 per importance mask", "CCG ×100")
+    section.figures.append((rel, f"{model}: mean CCG (×100) of each importance mask and intersection"))
+    path, rel = ctx.figure(f"confidence_growths_{model}")
+    plots.histograms(path, pooled, f"{model}: CCG growth steps (all masks)", "3×3 growths until classified as y",
+                     bins=np.arange(0, MAX_GROWTH + 2) - 0.5)
+    section.figures.append((rel, f"{model}: distribution of the growth steps of the images used by CCG, all masks "
+                                 "pooled, per kernel and ρ"))
+    m25 = method_masks(heat, RHOS[-1])
+    for part, keys in (("single", list(heat)), ("pairs", [k for k in m25 if k not in heat])):
+        if not keys:
+            continue
+        grid = [[images_u8[0]] + [np.where(m25[k][0][..., None], images_u8[0], 0).astype(np.uint8) for k in keys]]
+        path, rel = ctx.figure(f"confidence_masks_{part}_{model}")
+        plots.image_grid(path, grid, col_titles=["image", *keys],
+                         title=f"{model}: top-{RHOS[-1] * 100:g}% masks" + (" and their intersections" if part == "pairs" else ""))
+        section.figures.append((rel, f"{model}: top-{RHOS[-1] * 100:g}% masks of one image, "
+                                     + ("single methods (seed 003 Fig. 2)" if part == "single" else "pairwise intersections (seed 003 Fig. 3)")))
+
+
+def _section_text(models: list[str], n_images: int, shape: tuple[int, int], notes: list[str]) -> str:
+    return (
         f"SCG (seed 003 eq. 2) and CCG (eq. 3) of the top-ρ masks of each importance function and of the "
         f"intersections of pairs, for the models {', '.join(models)} (confidence_gains.MODELS) on "
-        f"{idx.size} test images. Base images: a Gaussian blur G_k scaled with the input side s (radius round(8·s/224), "
-        f"size 2r + 1, σ = 2.9·s/224: 17×17, σ = 2.9 at 224 px; {_kernel_text(x.shape[1:3])} here) and zeros Z_k; "
+        f"{n_images} test images. Base images: a Gaussian blur G_k scaled with the input side s (radius round(8·s/224), "
+        f"size 2r + 1, σ = 2.9·s/224: 17×17, σ = 2.9 at 224 px; {_kernel_text(shape)} here) and zeros Z_k; "
         + ("masks are grown once by a 3×3 dilation before blending; " if DILATE_FIRST else
            "the hybrids start from the mask M itself (seed 003 Alg. 1); ")
         + "CCG grows them until the hybrid is classified as y, at most 50 times, and leaves out the images whose base "
@@ -545,5 +595,3 @@ def run(ctx: Context) -> Section:
         "the service. All masks of one model, kernel and ρ are classified together at each growth step.\n\n"
         + "; ".join(notes) + "."
     )
-    ctx.results["confidence"] = {"finding3_cases": cases}
-    return section

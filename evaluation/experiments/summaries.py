@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -321,103 +322,133 @@ def _objects_text(s: Summary, top: int = 3) -> str:
 
 
 @experiment("summaries", "Visual summaries (seed 004)")
+@dataclass
+class _Collected:
+    """What :func:`run` gathers model by model."""
+
+    per_model: dict[str, dict[str, list[Summary]]] = field(default_factory=dict)
+    n_images: dict[str, dict[str, int]] = field(default_factory=dict)
+    hits: dict[str, dict[str, list[list[bool]]]] = field(default_factory=dict)
+    iterations: dict[str, int] = field(default_factory=dict)
+    sources: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
 def run(ctx: Context) -> Section:
-    cfg = ctx.config
     data = ctx.data
     models = ctx.base_classifiers()
-    per_class = max(2, 2 * int(cfg.ccg_images_per_class))
+    per_class = max(2, 2 * int(ctx.config.ccg_images_per_class))
     idx = ctx.sample(per_class)
-    class_names = list(data.class_names)
-    discriminative = dict(getattr(data, "discriminative", None) or {})
-    object_names = dict(getattr(data, "object_names", None) or {})
-    label_maps = getattr(data, "label_maps", None)
     section = Section("summaries", "Visual summaries (seed 004)")
     section.images = int(idx.size)
-
-    per_model: dict[str, dict[str, list[Summary]]] = {}
-    n_images: dict[str, dict[str, int]] = {}
-    sources: set[str] = set()
     table = Table("summaries", "Visual summaries per model and class (seed 004)",
                   ["model", "class", "summary", "images", "regularity", "coherence", "majority object",
                    "objects (pixel share)", "planted pixel share", "pointing hits", "on planted"])
-    hits: dict[str, dict[str, list[list[bool]]]] = {}
-    index_of = {v: k for k, v in object_names.items()}
-    notes: list[str] = []
-    its: dict[str, int] = {}
-    skipped: list[str] = []
+    got = _Collected()
+    skipped = []
     for model in models:
-        info = ctx.models[model]
-        if "perturbation_mask" not in (getattr(info, "methods", None) or ["perturbation_mask"]):
+        if "perturbation_mask" not in (getattr(ctx.models[model], "methods", None) or ["perturbation_mask"]):
             skipped.append(model)
             continue
-        it = perturbation_iterations(info.input_size)
-        its[model] = it
-        params = {"iterations": it, "seed": int(cfg.seed), "mask_scale": mask_scale_for(info.input_size), **MASK_PARAMS}
-        r = ctx.explain(model, "perturbation_mask", idx, desc=f"perturbation mask {model}", **params)
-        heat = r.get("raw")
-        sources.add("raw" if heat is not None else "heatmap")
-        heat = r["heatmap"] if heat is None else heat
-        acts, _ = ctx.features(model, idx)
-        predicted = np.asarray(r["class_index"]).reshape(-1)
-        per_model[model] = {}
-        n_images[model] = {}
-        hits[model] = {}
-        dump: dict[str, Any] = {}
-        for c, cname in enumerate(class_names):
-            sel = np.flatnonzero((data.labels[idx] == c) & (predicted == c))
-            n_images[model][cname] = int(sel.size)
-            if sel.size < 2:
-                notes.append(f"{model} {cname}: {sel.size} correctly classified image(s), not summarised")
-                per_model[model][cname] = []
-                hits[model][cname] = []
-                dump[cname] = {"images": int(sel.size), "summaries": []}
-                continue
-            gi = idx[sel]
-            out = summarize_class(
-                heat[sel], acts[sel],
-                label_maps=None if label_maps is None else label_maps[gi],
-                object_names=object_names, seed=int(cfg.seed),
-                images=data.images[gi], image_ids=ctx.image_ids(gi), class_name=cname,
-                min_regularity=MIN_REGULARITY,
-            )
-            per_model[model][cname] = out
-            planted = discriminative.get(cname, [])
-            planted_idx = [index_of[o] for o in planted if o in index_of]
-            can_point = bool(planted_idx) and label_maps is not None
-            pmask = np.isin(label_maps[gi], planted_idx) if can_point else None
-            tol = pointing_tolerance(heat.shape[1:3])
-            hits[model][cname] = [pointing_hits(s, heat[sel], pmask, tol) if can_point else [] for s in out]
-            for s, h in zip(out, hits[model][cname]):
-                share = planted_pixel_share(s.object_pixels, planted) if planted else float("nan")
-                table.add(model, cname, s.index, s.size, s.regularity, s.coherence, s.majority_object or "",
-                          _objects_text(s), share, float(np.mean(h)) if h else float("nan"),
-                          ("yes" if falls_on_by_pointing(h) else "no") if can_point else "")
-            summaries_json = summaries_to_json(out)
-            for d, h in zip(summaries_json, hits[model][cname]):
-                d["pointing_hits"] = [bool(v) for v in h]
-            dump[cname] = {"images": int(sel.size), "image_ids": ctx.image_ids(gi), "summaries": summaries_json}
-            if out:
-                rows, titles = summary_figure_rows(out)
-                path, rel = ctx.figure(f"summaries_{model}_{cname}")
-                plots.image_grid(path, rows, row_titles=titles,
-                                 title=f"{model} · {cname}: visual summaries (member crops, last: mean footprint)")
-                section.figures.append((rel, f"Visual summaries of {cname} by {model}: one row per summary, "
-                                             f"the exemplar's crop first, the members' mean footprint last"))
-        atomic_write_text(ctx.out / "summaries" / f"{model}.json", json.dumps({
-            "model": model, "version": ctx.version(model), "method": "perturbation_mask",
-            "params": {**params, "class_index": -1},
-            "importance": sorted(sources)[0] if len(sources) == 1 else "mixed",
-            "classes": dump,
-        }, indent=1))
-
+        _summarise_model(ctx, model, idx, table, section, got)
     if skipped:
-        notes.append(f"not summarised, the service offers no perturbation_mask for: {', '.join(skipped)}")
+        got.notes.append(f"not summarised, the service offers no perturbation_mask for: {', '.join(skipped)}")
     models = [m for m in models if m not in skipped]
-    if notes:
-        table.note = "; ".join(notes)
+    if got.notes:
+        table.note = "; ".join(got.notes)
     section.tables.append(table)
-    rows = architecture_rows(per_model, n_images, discriminative or None,
-                             hits if label_maps is not None and discriminative else None)
+    discriminative = dict(getattr(data, "discriminative", None) or {})
+    label_maps = getattr(data, "label_maps", None)
+    use_hits = label_maps is not None and bool(discriminative)
+    section.tables.append(_architecture_table(got, discriminative, use_hits))
+    if models:
+        path, rel = ctx.figure("summaries_per_architecture")
+        plots.grouped_bars(path, models, {c: [len(got.per_model[m].get(c, [])) for m in models]
+                                          for c in data.class_names},
+                           "Visual summaries per architecture and class", "summaries")
+        section.figures.append((rel, "Number of visual summaries per architecture and class (seed 004: more summaries = more distinct parts used)"))
+    if got.per_model:
+        planted_area, chance = _planted_area_and_chance(ctx, idx) if use_hits else ({}, {})
+        section.findings.append(summaries_finding(got.per_model, discriminative, planted_area or None,
+                                                  got.hits if use_hits else None, chance or None))
+    else:
+        section.findings.append(Finding("Most summaries of a class fall on its planted discriminative objects", None,
+                                        "no served classifier offers perturbation_mask"))
+    section.text = _section_text(models, got, per_class)
+    ctx.results["summaries"] = {m: {c: len(ss) for c, ss in by.items()} for m, by in got.per_model.items()}
+    return section
+
+
+def _summarise_model(ctx: Context, model: str, idx: np.ndarray, table: Table, section: Section,
+                     got: _Collected) -> None:
+    """Perturbation masks of ``model`` on ``idx``, summarised class by class; written to summaries/MODEL.json."""
+    cfg, info = ctx.config, ctx.models[model]
+    it = perturbation_iterations(info.input_size)
+    got.iterations[model] = it
+    params = {"iterations": it, "seed": int(cfg.seed), "mask_scale": mask_scale_for(info.input_size), **MASK_PARAMS}
+    r = ctx.explain(model, "perturbation_mask", idx, desc=f"perturbation mask {model}", **params)
+    heat = r.get("raw")
+    got.sources.add("raw" if heat is not None else "heatmap")
+    heat = r["heatmap"] if heat is None else heat
+    acts, _ = ctx.features(model, idx)
+    predicted = np.asarray(r["class_index"]).reshape(-1)
+    got.per_model[model], got.n_images[model], got.hits[model] = {}, {}, {}
+    dump: dict[str, Any] = {}
+    for c, cname in enumerate(ctx.data.class_names):
+        sel = np.flatnonzero((ctx.data.labels[idx] == c) & (predicted == c))
+        got.n_images[model][cname] = int(sel.size)
+        if sel.size < 2:
+            got.notes.append(f"{model} {cname}: {sel.size} correctly classified image(s), not summarised")
+            got.per_model[model][cname], got.hits[model][cname] = [], []
+            dump[cname] = {"images": int(sel.size), "summaries": []}
+            continue
+        out, hits, dump[cname] = _summarise_class(ctx, model, cname, idx[sel], heat[sel], acts[sel], table, section)
+        got.per_model[model][cname], got.hits[model][cname] = out, hits
+    atomic_write_text(ctx.out / "summaries" / f"{model}.json", json.dumps({
+        "model": model, "version": ctx.version(model), "method": "perturbation_mask",
+        "params": {**params, "class_index": -1},
+        "importance": sorted(got.sources)[0] if len(got.sources) == 1 else "mixed",
+        "classes": dump,
+    }, indent=1))
+
+
+def _summarise_class(ctx: Context, model: str, cname: str, gi: np.ndarray, heat: np.ndarray, acts: np.ndarray,
+                     table: Table, section: Section) -> tuple[list[Summary], list[list[bool]], dict[str, Any]]:
+    """Summaries of one class's correctly classified images ``gi``: ``(summaries, pointing hits, JSON dump)``;
+    adds the table rows and the figure."""
+    data = ctx.data
+    object_names = dict(getattr(data, "object_names", None) or {})
+    label_maps = getattr(data, "label_maps", None)
+    out = summarize_class(heat, acts, label_maps=None if label_maps is None else label_maps[gi],
+                          object_names=object_names, seed=int(ctx.config.seed), images=data.images[gi],
+                          image_ids=ctx.image_ids(gi), class_name=cname, min_regularity=MIN_REGULARITY)
+    planted = dict(getattr(data, "discriminative", None) or {}).get(cname, [])
+    index_of = {v: k for k, v in object_names.items()}
+    planted_idx = [index_of[o] for o in planted if o in index_of]
+    can_point = bool(planted_idx) and label_maps is not None
+    pmask = np.isin(label_maps[gi], planted_idx) if can_point else None
+    tol = pointing_tolerance(heat.shape[1:3])
+    hits = [pointing_hits(s, heat, pmask, tol) if can_point else [] for s in out]
+    for s, h in zip(out, hits):
+        share = planted_pixel_share(s.object_pixels, planted) if planted else float("nan")
+        table.add(model, cname, s.index, s.size, s.regularity, s.coherence, s.majority_object or "",
+                  _objects_text(s), share, float(np.mean(h)) if h else float("nan"),
+                  ("yes" if falls_on_by_pointing(h) else "no") if can_point else "")
+    summaries_json = summaries_to_json(out)
+    for d, h in zip(summaries_json, hits):
+        d["pointing_hits"] = [bool(v) for v in h]
+    if out:
+        rows, titles = summary_figure_rows(out)
+        path, rel = ctx.figure(f"summaries_{model}_{cname}")
+        plots.image_grid(path, rows, row_titles=titles,
+                         title=f"{model} · {cname}: visual summaries (member crops, last: mean footprint)")
+        section.figures.append((rel, f"Visual summaries of {cname} by {model}: one row per summary, "
+                                     f"the exemplar's crop first, the members' mean footprint last"))
+    return out, hits, {"images": int(gi.size), "image_ids": ctx.image_ids(gi), "summaries": summaries_json}
+
+
+def _architecture_table(got: _Collected, discriminative: dict[str, list[str]], use_hits: bool) -> Table:
+    rows = architecture_rows(got.per_model, got.n_images, discriminative or None, got.hits if use_hits else None)
     arch = Table("summaries_architectures", "Number of summaries per architecture (seed 004's comparison)",
                  ["model", "summaries", "per class", "mean regularity", "mean coherence", "coverage", "on planted", "images"])
     for row in rows:
@@ -425,34 +456,31 @@ def run(ctx: Context) -> Section:
     arch.note = ("coverage: share of a class's summarised images that contribute to at least one summary (mean over "
                  "classes); on planted: share of summaries most of whose members hit the class's planted objects in the "
                  "pointing game")
-    section.tables.append(arch)
-    if models:
-        path, rel = ctx.figure("summaries_per_architecture")
-        plots.grouped_bars(path, models, {c: [len(per_model[m].get(c, [])) for m in models] for c in class_names},
-                           "Visual summaries per architecture and class", "summaries")
-        section.figures.append((rel, "Number of visual summaries per architecture and class (seed 004: more summaries = more distinct parts used)"))
+    return arch
 
+
+def _planted_area_and_chance(ctx: Context, idx: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """Per class: the planted objects' share of the image and the pointing game's chance level."""
+    data = ctx.data
+    index_of = {v: k for k, v in dict(getattr(data, "object_names", None) or {}).items()}
+    discriminative = dict(getattr(data, "discriminative", None) or {})
     planted_area, chance = {}, {}
-    if label_maps is not None and discriminative:
-        for c, cname in enumerate(class_names):
-            planted_idx = [index_of[n] for n in discriminative.get(cname, []) if n in index_of]
-            gi = idx[data.labels[idx] == c]
-            if planted_idx and gi.size:
-                pm = np.isin(label_maps[gi], planted_idx)
-                planted_area[cname] = float(pm.mean())
-                chance[cname] = pointing_chance(pm, pointing_tolerance(pm.shape[1:3]))
-    if per_model:
-        use_hits = label_maps is not None and bool(discriminative)
-        section.findings.append(summaries_finding(per_model, discriminative, planted_area or None,
-                                                  hits if use_hits else None, chance or None))
-    else:
-        section.findings.append(Finding("Most summaries of a class fall on its planted discriminative objects", None,
-                                        "no served classifier offers perturbation_mask"))
-    section.text = (
+    for c, cname in enumerate(data.class_names):
+        planted_idx = [index_of[n] for n in discriminative.get(cname, []) if n in index_of]
+        gi = idx[data.labels[idx] == c]
+        if planted_idx and gi.size:
+            pm = np.isin(data.label_maps[gi], planted_idx)
+            planted_area[cname] = float(pm.mean())
+            chance[cname] = pointing_chance(pm, pointing_tolerance(pm.shape[1:3]))
+    return planted_area, chance
+
+
+def _section_text(models: list[str], got: _Collected, per_class: int) -> str:
+    return (
         f"Seed 004's visual summaries: per model and class, regions of the optimised perturbation masks "
-        f"({', '.join(f'{m}: {its[m]}' for m in models) or 'no model'} iterations; deletion by the image's mean colour, "
-        "class evidence = the log-odds of the class floored at -2, L1 weight 10, cells of about 1/28 of the image) of "
-        f"the first {per_class} test images per class that the "
+        f"({', '.join(f'{m}: {got.iterations[m]}' for m in models) or 'no model'} iterations; deletion by the image's "
+        "mean colour, class evidence = the log-odds of the class floored at -2, L1 weight 10, cells of about 1/28 of "
+        f"the image) of the first {per_class} test images per class that the "
         "model classifies correctly, described by the model's own target-layer activations pooled over each region plus "
         "the region's position and shape (Proposal Flow is not available), clustered with affinity propagation; incoherent "
         "clusters (mean similarity < 0.5) and clusters to which fewer than 2 images or fewer than a third of the class's "
@@ -460,11 +488,7 @@ def run(ctx: Context) -> Section:
         "region per image. Regularity = share of the class's summarised images that contribute a member. "
         "A member hits the planted objects when its importance peak lies within 15 px (at 224 px; scaled) of a "
         "planted-object pixel (the pointing game); a summary falls on them when most of its members hit. "
-        f"Importance map: {' / '.join(sorted(sources)) or '–'} (1 − mask). Summaries are computed offline, not by the "
-        "service; they are written to summaries/<model>.json with their exemplar descriptors for "
+        f"Importance map: {' / '.join(sorted(got.sources)) or '–'} (1 − mask). Summaries are computed offline, not by "
+        "the service; they are written to summaries/<model>.json with their exemplar descriptors for "
         "evaluation.summaries.assign_regions."
     )
-    ctx.results["summaries"] = {
-        m: {c: len(ss) for c, ss in by.items()} for m, by in per_model.items()
-    }
-    return section
