@@ -10,6 +10,8 @@ map summed inside the landmark's region); and the top-k component share curve of
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from evaluation import plots
@@ -76,12 +78,7 @@ def run(ctx: Context) -> Section:
     idx = ctx.sample(per_class, data)
     labels = data.labels[idx]
     images = data.images[idx]
-    landmark_idx = {n: i for i, n in data.object_names.items()}
-    objects = np.zeros(data.label_maps[idx].shape, bool) if data.label_maps is not None else None
-    if objects is not None:
-        for j, c in enumerate(labels):
-            names = data.discriminative.get(data.class_names[c], [])
-            objects[j] = np.isin(data.label_maps[idx][j], [landmark_idx[n] for n in names if n in landmark_idx])
+    objects = _landmark_masks(data, idx)
     section.images = int(idx.size)
     k_top = 3
     table = Table("similarity_summary", "Retrieval and similarity-map statistics per pooling (seed 002)",
@@ -108,16 +105,7 @@ def run(ctx: Context) -> Section:
         share = landmark_mass_share(res.query_map, objects[q]) if objects is not None else np.full(q.size, np.nan)
         area = objects[q].mean(axis=(1, 2)) if objects is not None else np.full(q.size, np.nan)
         # region retrieval: the landmark region of each query, every other image as database
-        region_prec = float("nan")
-        if objects is not None:
-            n = len(idx)
-            scores = np.full((n, n), -np.inf)
-            for i in range(n):
-                others = np.array([j for j in range(n) if j != i])
-                rr = ctx.client.similarity_map(model, np.repeat(images[i : i + 1], others.size, 0), images[others], region=objects[i])
-                ctx.service_calls += 1
-                scores[i, others] = rr.region_score
-            region_prec = retrieval_precision(scores, labels, k_top)
+        region_prec = _region_precision(ctx, model, images, labels, objects, k_top) if objects is not None else float("nan")
         d = emb.shape[1]
         ks = np.unique(np.clip(np.array([1, 2, 4, 8, 16, 32, 64, 128, 256]), 1, d))
         curves[model] = np.nanmean(topk_share(emb[q], emb[r], ks), axis=0)
@@ -135,23 +123,70 @@ def run(ctx: Context) -> Section:
                 images[r[row]], plots.heatmap_overlay(images[r[row]], _norm(res.reference_map_upsampled[row])),
             ])
             example_titles.append(f"{model} s={res.similarity[row]:.2f}")
-        # class similarity maps: each image against the other images of its class
-        cls_maps = []
-        for c in range(len(data.class_names)):
-            members = np.flatnonzero(labels == c)[:4]
-            if members.size < 2:
-                continue
-            i0 = members[0]
-            rest = members[1:]
-            rc = ctx.client.similarity_map(model, np.repeat(images[i0 : i0 + 1], rest.size, 0), images[rest])
-            ctx.service_calls += 1
-            cls_maps.append((images[i0], rc.query_map.sum(axis=0)))
-        if cls_maps:
-            path, rel = ctx.figure(f"class_similarity_{model}")
-            plots.image_grid(path, [[im for im, _ in cls_maps], [m for _, m in cls_maps]],
-                             row_titles=["image", "class map"], title=f"{model}: class similarity maps")
-            section.figures.append((rel, f"{model}: class similarity maps (sum of the pairwise maps against other images of the class)"))
+        _class_maps_figure(ctx, section, model, images, labels, len(data.class_names))
     section.tables.append(table)
+    _shared_figures(ctx, section, example_rows, example_titles, curves, ks)
+    from evaluation.findings import grid_text, landmark_enrichment_findings
+
+    section.findings += landmark_enrichment_findings(
+        per_pair, per_query, poolings, {m: grid_text(ctx.models[m].target_shape) for m in per_pair})
+    section.text = (
+        "Each query is paired with its top-3 retrievals. A similarity map decomposes the cosine similarity over "
+        "the target-layer cells (it sums to s); the landmark mass share is the share of a map's positive mass "
+        "that lies on the planted landmark's pixels (label maps). Region retrieval ranks the database by the "
+        "query map summed inside the landmark region."
+    )
+    return section
+
+
+def _landmark_masks(data: Any, idx: np.ndarray) -> np.ndarray | None:
+    """Per sampled image, the pixels of its class's landmark (None without label maps)."""
+    if data.label_maps is None:
+        return None
+    landmark_idx = {n: i for i, n in data.object_names.items()}
+    objects = np.zeros(data.label_maps[idx].shape, bool)
+    for j, c in enumerate(data.labels[idx]):
+        names = data.discriminative.get(data.class_names[c], [])
+        objects[j] = np.isin(data.label_maps[idx][j], [landmark_idx[n] for n in names if n in landmark_idx])
+    return objects
+
+
+def _region_precision(ctx: Context, model: str, images: np.ndarray, labels: np.ndarray, objects: np.ndarray,
+                      k_top: int) -> float:
+    """Region retrieval: each query's landmark region against every other image; precision@k of the ranking."""
+    n = len(images)
+    scores = np.full((n, n), -np.inf)
+    for i in range(n):
+        others = np.array([j for j in range(n) if j != i])
+        rr = ctx.client.similarity_map(model, np.repeat(images[i : i + 1], others.size, 0), images[others],
+                                       region=objects[i])
+        ctx.service_calls += 1
+        scores[i, others] = rr.region_score
+    return retrieval_precision(scores, labels, k_top)
+
+
+def _class_maps_figure(ctx: Context, section: Section, model: str, images: np.ndarray, labels: np.ndarray,
+                       n_classes: int) -> None:
+    """Class similarity maps: an image of each class against up to three others of its class, summed."""
+    cls_maps = []
+    for c in range(n_classes):
+        members = np.flatnonzero(labels == c)[:4]
+        if members.size < 2:
+            continue
+        i0, rest = members[0], members[1:]
+        rc = ctx.client.similarity_map(model, np.repeat(images[i0 : i0 + 1], rest.size, 0), images[rest])
+        ctx.service_calls += 1
+        cls_maps.append((images[i0], rc.query_map.sum(axis=0)))
+    if cls_maps:
+        path, rel = ctx.figure(f"class_similarity_{model}")
+        plots.image_grid(path, [[im for im, _ in cls_maps], [m for _, m in cls_maps]],
+                         row_titles=["image", "class map"], title=f"{model}: class similarity maps")
+        section.figures.append((rel, f"{model}: class similarity maps (sum of the pairwise maps against other images of the class)"))
+
+
+def _shared_figures(ctx: Context, section: Section, example_rows: list, example_titles: list[str],
+                    curves: dict[str, np.ndarray], ks: np.ndarray | None) -> None:
+    """The examples grid of all models and the top-k component share curves (figure and table)."""
     if example_rows:
         path, rel = ctx.figure("similarity_examples")
         plots.image_grid(path, example_rows, row_titles=example_titles,
@@ -166,17 +201,6 @@ def run(ctx: Context) -> Section:
         for i, k in enumerate(ks):
             curve_table.add(int(k), *[float(curves[m][i]) for m in curves])
         section.tables.append(curve_table)
-    from evaluation.findings import grid_text, landmark_enrichment_findings
-
-    section.findings += landmark_enrichment_findings(
-        per_pair, per_query, poolings, {m: grid_text(ctx.models[m].target_shape) for m in per_pair})
-    section.text = (
-        "Each query is paired with its top-3 retrievals. A similarity map decomposes the cosine similarity over "
-        "the target-layer cells (it sums to s); the landmark mass share is the share of a map's positive mass "
-        "that lies on the planted landmark's pixels (label maps). Region retrieval ranks the database by the "
-        "query map summed inside the landmark region."
-    )
-    return section
 
 
 def _enrichments(share: np.ndarray, area: np.ndarray, same: np.ndarray, queries: int,
