@@ -238,6 +238,29 @@ def _crop(image: np.ndarray, r: Region, dim: float = 0.3) -> np.ndarray:
     return np.clip(np.rint(crop), 0, 255).astype(np.uint8) if im.dtype == np.uint8 else crop.astype(np.float32)
 
 
+def _checked_inputs(heatmaps: np.ndarray, activations: np.ndarray, label_maps: np.ndarray | None,
+                    images: np.ndarray | None, image_ids: Sequence[Any] | None,
+                    min_regularity: float) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """:func:`summarize_class`'s inputs checked: ``(heat float32 (N, H, W), activations, image ids)``."""
+    heat = np.asarray(heatmaps, np.float32)
+    if heat.ndim != 3:
+        raise ValueError(f"heatmaps must have shape (N, H, W); got {heat.shape}")
+    n, H, W = heat.shape
+    A = np.asarray(activations)
+    if A.ndim != 4 or A.shape[0] != n:
+        raise ValueError(f"activations must have shape ({n}, h, w, K); got {A.shape}")
+    if not 0.0 <= float(min_regularity) <= 1.0:
+        raise ValueError(f"min_regularity {min_regularity!r} must lie in [0, 1]")
+    if label_maps is not None and np.asarray(label_maps).shape != (n, H, W):
+        raise ValueError(f"label_maps must have shape {(n, H, W)}; got {np.asarray(label_maps).shape}")
+    if images is not None and np.asarray(images).shape[:3] != (n, H, W):
+        raise ValueError(f"images must have shape ({n}, {H}, {W}, 3); got {np.asarray(images).shape}")
+    ids = list(range(n)) if image_ids is None else list(image_ids)
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} image_ids for {n} images")
+    return heat, A, ids
+
+
 def summarize_class(
     heatmaps: np.ndarray,
     activations: np.ndarray,
@@ -291,22 +314,8 @@ def summarize_class(
     Returns:
         The summaries, most regular first.
     """
-    heat = np.asarray(heatmaps, np.float32)
-    if heat.ndim != 3:
-        raise ValueError(f"heatmaps must have shape (N, H, W); got {heat.shape}")
+    heat, A, ids = _checked_inputs(heatmaps, activations, label_maps, images, image_ids, min_regularity)
     n, H, W = heat.shape
-    A = np.asarray(activations)
-    if A.ndim != 4 or A.shape[0] != n:
-        raise ValueError(f"activations must have shape ({n}, h, w, K); got {A.shape}")
-    if not 0.0 <= float(min_regularity) <= 1.0:
-        raise ValueError(f"min_regularity {min_regularity!r} must lie in [0, 1]")
-    if label_maps is not None and np.asarray(label_maps).shape != (n, H, W):
-        raise ValueError(f"label_maps must have shape {(n, H, W)}; got {np.asarray(label_maps).shape}")
-    if images is not None and np.asarray(images).shape[:3] != (n, H, W):
-        raise ValueError(f"images must have shape ({n}, {H}, {W}, 3); got {np.asarray(images).shape}")
-    ids = list(range(n)) if image_ids is None else list(image_ids)
-    if len(ids) != n:
-        raise ValueError(f"{len(ids)} image_ids for {n} images")
     params = {"feature_weight": float(feature_weight), "position_weight": float(position_weight), "sigma": float(sigma)}
 
     regions = extract_regions(heat, threshold, min_area_frac, max_regions, connectivity=connectivity,
