@@ -103,6 +103,16 @@ class ResultCache:
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
         atomic_write_bytes(self._path(key), buf.getvalue())
 
+    def cached(self, keys: Sequence[str], progress: Any = None) -> tuple[list[dict[str, np.ndarray] | None], list[int]]:
+        """``(results with None where missing, indices of the missing keys)``; counts the hits and
+        advances ``progress`` by them."""
+        results: list[dict[str, np.ndarray] | None] = [self.get(k) for k in keys]
+        cached = sum(r is not None for r in results)
+        self.hits += cached
+        if progress is not None and cached:
+            progress.update(cached)
+        return results, [i for i, r in enumerate(results) if r is None]
+
     def get_or_compute(
         self,
         keys: Sequence[str],
@@ -122,12 +132,7 @@ class ResultCache:
         Returns:
             One dict of arrays per key, in order.
         """
-        results: list[dict[str, np.ndarray] | None] = [self.get(k) for k in keys]
-        cached = sum(r is not None for r in results)
-        self.hits += cached
-        if progress is not None and cached:
-            progress.update(cached)
-        missing = [i for i, r in enumerate(results) if r is None]
+        results, missing = self.cached(keys, progress)
         for start in range(0, len(missing), batch_size):
             idx = missing[start : start + batch_size]
             out = compute(idx)

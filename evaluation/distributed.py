@@ -124,12 +124,7 @@ class RayCache(ResultCache):
         """As :meth:`ResultCache.get_or_compute`, the missing batches as concurrent Ray tasks."""
         import ray
 
-        results: list[dict[str, np.ndarray] | None] = [self.get(k) for k in keys]
-        cached = sum(r is not None for r in results)
-        self.hits += cached
-        if progress is not None and cached:
-            progress.update(cached)
-        missing = [i for i, r in enumerate(results) if r is None]
+        results, missing = self.cached(keys, progress)
         if not missing:
             return results  # type: ignore[return-value]
         fn = _remote_run_batch()

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from explain.masks import _as_maps
+
 __all__ = [
     "average_residual",
     "resize_maps",
@@ -46,16 +48,7 @@ _UNIT_TOL = 1e-6
 # helpers
 # ---------------------------------------------------------------------------------------------
 def _float_maps(maps: np.ndarray, name: str, ndim: int = 3) -> np.ndarray:
-    arr = np.asarray(maps)
-    if arr.ndim != ndim:
-        want = "(N, H, W)" if ndim == 3 else f"{ndim} axes"
-        raise ValueError(f"{name} must have shape {want}; got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; found NaN or infinity")
-    return arr
+    return _as_maps(maps, name, ndim)
 
 
 def _bool_masks(masks: np.ndarray, name: str) -> np.ndarray:

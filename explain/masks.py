@@ -45,11 +45,13 @@ __all__ = [
 ]
 
 
-def _as_maps(maps: np.ndarray, name: str = "maps") -> np.ndarray:
-    """Return ``maps`` as a float64 array ``(N, H, W)``; reject other ranks and non-finite values."""
+def _as_maps(maps: np.ndarray, name: str = "maps", ndim: int = 3) -> np.ndarray:
+    """Return ``maps`` as a float64 array ``(N, H, W)`` (or ``ndim`` axes); reject other ranks,
+    non-numeric and non-finite values."""
     arr = np.asarray(maps)
-    if arr.ndim != 3:
-        raise ValueError(f"{name} must have shape (N, H, W); got shape {arr.shape}")
+    if arr.ndim != ndim:
+        want = "(N, H, W)" if ndim == 3 else f"{ndim} axes"
+        raise ValueError(f"{name} must have shape {want}; got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
