@@ -257,6 +257,11 @@ def test_typed_http_and_client_carry_method_and_params(server, exported, pair):
     with urllib.request.urlopen(req, timeout=60) as resp:
         out = json.loads(resp.read())
     assert out["method"] == "toy_cosine" and out["params"] == {"scale": {"float_value": 3.0}}
+    with urllib.request.urlopen(server.rest_url + f"/v1/models?name={EMB}", timeout=60) as resp:
+        listed = {m["name"]: m for m in json.loads(resp.read())["models"][0]["methods"]}
+    scale = listed["toy_cosine"]["param_schema"]["properties"]["scale"]
+    assert (scale["type"], scale["default"], scale["exclusiveMinimum"], scale["maximum"]) == ("number", 1.0, 0.0, 10.0)
+    assert "readOnly" not in scale
     from google.protobuf import json_format
 
     got = convert.to_ndarray(json_format.ParseDict(out["query_map"], pb.SimilarityMapResponse().query_map), "query_map")
