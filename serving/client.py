@@ -158,6 +158,9 @@ class SimilarityResult:
     elapsed_ms: float = 0.0
     model_name: str = ""
     batch_size: int = 0
+    method: str = ""  # the embedding method that ran (resolved: "similarity_map" by default)
+    params: dict[str, Any] = field(default_factory=dict)  # resolved parameters
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # further method outputs (e.g. topk_share)
 
 
 @dataclass(frozen=True)
@@ -606,14 +609,20 @@ class ExplanationClient:
         label: str | None = None,
         resize: bool = False,
         timeout: float | None = None,
+        method: str = "",
+        params: Mapping[str, Any] | None = None,
     ) -> SimilarityResult:
         """Similarity maps of (query, reference) pairs (N and N, or N and 1) on an embedding model.
 
         ``region``: optional query region mask ``(H, W)`` or ``(N, H, W)`` (bool or weights in [0, 1]);
-        then ``region_score`` is the part of the similarity inside it.
+        then ``region_score`` is the part of the similarity inside it. ``method``: an embedding
+        method listed by ``list_models()`` for the model (empty = ``similarity_map``); ``params``:
+        its parameters (see the model's ``method_parameters``), checked by the server.
         """
-        request = pb.SimilarityMapRequest(query=_image_batch(query, resize), reference=_image_batch(reference, resize))
+        request = pb.SimilarityMapRequest(query=_image_batch(query, resize), reference=_image_batch(reference, resize),
+                                          method=method)
         _set_model(request.model, model, version, label)
+        convert.params_to_proto(request.params, dict(params or {}))
         if region is not None:
             request.region.CopyFrom(convert.to_tensor(np.ascontiguousarray(region)))
         r = self._call(lambda e: e.explain.SimilarityMap, request, timeout)
@@ -628,6 +637,9 @@ class ExplanationClient:
             elapsed_ms=float(r.timing.elapsed_ms),
             model_name=r.model_name,
             batch_size=int(r.batch_size),
+            method=r.method,
+            params=convert.params_from_proto(r.params, "params"),
+            outputs={k: convert.to_ndarray(v, f"outputs[{k!r}]") for k, v in r.outputs.items()},
         )
 
     def importance_mask(

@@ -131,19 +131,22 @@ class ExplanationServicer(pb_grpc.ExplanationServiceServicer):
     def SimilarityMap(self, request: pb.SimilarityMapRequest, context: grpc.ServicerContext) -> pb.SimilarityMapResponse:
         start = time.perf_counter()
         record = current_record()
-        record.method = "similarity_map"
+        record.method = request.method or inference.DEFAULT_EMBEDDING_METHOD
         name, version, label = model_ref(request.model)
         with self.runtime.registry.acquire(name, version, label, field="model") as sv:
             record.version = sv.version
             query = self._images(request.query, "query", sv)
             reference = self._images(request.reference, "reference", sv)
             region = convert.to_ndarray(request.region, "region", self.runtime.limits.max_input_bytes) if request.HasField("region") else None
-            out = inference.similarity(sv, query, reference, self.runtime.call_context(context), region)
+            out = inference.similarity(sv, query, reference, self.runtime.call_context(context), region,
+                                       method=request.method, params=convert.params_from_proto(request.params, "params"))
             record.batch = out.batch_size
-            response = pb.SimilarityMapResponse(model_name=sv.name, model_version=sv.version, batch_size=out.batch_size)
-        for key in ("query_map", "reference_map", "similarity", "query_map_upsampled", "reference_map_upsampled"):
-            if key in out.outputs:
-                getattr(response, key).CopyFrom(convert.to_tensor(out.outputs[key]))
+            response = pb.SimilarityMapResponse(model_name=sv.name, model_version=sv.version, batch_size=out.batch_size,
+                                                method=out.method)
+        for key, value in out.outputs.items():
+            target = getattr(response, key) if key in inference.SIMILARITY_FIELDS else response.outputs[key]
+            target.CopyFrom(convert.to_tensor(value))
+        convert.params_to_proto(response.params, {k: v for k, v in out.params.items() if v is not None})
         if out.region_score is not None:
             response.region_score.CopyFrom(convert.to_tensor(out.region_score))
         _timing(response.timing, start, out.queue_s, out.compute_s)

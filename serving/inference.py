@@ -12,7 +12,8 @@ package's), which :func:`serving.errors.rpc_method` maps to status codes.
   :class:`explain.backend.SavedModelBackend` with ``should_continue`` checking the deadline.
 * :func:`importance_mask` — θ-threshold or top-ρ masks of one or several methods, intersected
   (:mod:`explain.masks`).
-* :func:`similarity` — the ``similarity_map`` signature of an embedding model, plus a region score.
+* :func:`similarity` — an embedding method (``similarity_map`` by default, or any registry method
+  with ``applies_to="embedding"``) on (query, reference) pairs, plus a region score.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ __all__ = [
     "explain",
     "importance_mask",
     "similarity",
+    "lookup_embedding_method",
+    "DEFAULT_EMBEDDING_METHOD",
+    "SIMILARITY_FIELDS",
 ]
 
 
@@ -544,13 +548,23 @@ def importance_mask(
 
 
 # ---------------------------------------------------------------------------- SimilarityMap
+#: The embedding method of a SimilarityMap request that names none (backward compatible).
+DEFAULT_EMBEDDING_METHOD = "similarity_map"
+#: Outputs of an embedding method that SimilarityMapResponse carries as fields of their own.
+SIMILARITY_FIELDS = ("query_map", "reference_map", "similarity", "query_map_upsampled", "reference_map_upsampled")
+
+
 @dataclass
 class SimilarityOutcome:
+    """An embedding method's outputs (``query_map``, ``similarity``, ... and any further ones)."""
+
     outputs: dict[str, np.ndarray]
     region_score: np.ndarray | None
     batch_size: int
     queue_s: float
     compute_s: float
+    method: str = DEFAULT_EMBEDDING_METHOD
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def region_fractions(region: np.ndarray, n: int, input_hw: tuple[int, int], target_hw: tuple[int, int],
@@ -576,24 +590,76 @@ def region_fractions(region: np.ndarray, n: int, input_hw: tuple[int, int], targ
     return out.numpy()[..., 0]
 
 
-def similarity(sv: ServableVersion, query: np.ndarray, reference: np.ndarray, ctx: CallContext,
-               region: np.ndarray | None = None) -> SimilarityOutcome:
-    """Similarity maps of (query, reference) pairs (``reference`` of one image is compared with every query)."""
-    if sv.kind != "embedding" or "similarity_map" not in sv.signatures:
+def lookup_embedding_method(sv: ServableVersion, name: str, field: str = "method") -> Any:
+    """The registry embedding method called ``name`` (empty = ``similarity_map``) for ``sv``.
+
+    Raises:
+        FailedPrecondition: ``sv`` is not an embedding model, or it does not offer the method
+            (e.g. a version exported before the method was registered; the reason when recorded).
+        InvalidArgument: ``name`` is not a registered embedding method; the message lists the
+            embedding methods this model offers.
+    """
+    from explain import registry as methods
+
+    offered = [m for m in sv.methods if methods.get(m).applies_to == "embedding"] if sv.kind == "embedding" else []
+    if sv.kind != "embedding" or not offered:
         raise FailedPrecondition(
-            f"similarity maps need an embedding model with a 'similarity_map' signature; model {sv.name!r} "
-            f"version {sv.version} is a {sv.kind} (methods: {sv.methods})")
+            f"similarity maps need an embedding model with an embedding method (e.g. a 'similarity_map' signature); "
+            f"model {sv.name!r} version {sv.version} is a {sv.kind} (methods: {sv.methods})")
+    name = name or DEFAULT_EMBEDDING_METHOD
+    try:
+        method = methods.get(name)
+    except KeyError:
+        method = None
+    if method is None or method.applies_to != "embedding":
+        what = f"unknown method {name!r}" if method is None else f"method {name!r} is a {method.applies_to} method"
+        raise InvalidArgument(f"{what}; accepted embedding methods for model {sv.name!r}: {offered}", field)
+    if name not in sv.methods:
+        why = sv.methods_left_out.get(name)
+        raise FailedPrecondition(
+            f"method {name!r} is not available for model {sv.name!r} version {sv.version} ({sv.kind})"
+            + (f": {why}" if why else "") + f"; available: {offered}")
+    return method
+
+
+def _run_embedding_method(sv: ServableVersion, method: Any, query: np.ndarray, reference: np.ndarray,
+                          call: Mapping[str, Any], ctx: CallContext) -> SignatureRun:
+    """A single-pass method: its signature (micro-batched); an iterative one: in the service on
+    :attr:`ServableVersion.backend` with images in ``[0, 1]`` and the deadline check."""
+    if method.kind == "single_pass":
+        return run_signature(sv, method.name, {"query_images": query, "reference_images": reference, **call}, ctx,
+                             field="query", signature_field="method")
+    start = time.perf_counter()
+    out = method.fn(sv.backend, query.astype(np.float32) / 255.0, reference.astype(np.float32) / 255.0,
+                    should_continue=ctx.should_continue, **call)
+    return SignatureRun({k: np.asarray(v) for k, v in out.items() if v is not None}, int(query.shape[0]), 0.0,
+                        time.perf_counter() - start)
+
+
+def similarity(sv: ServableVersion, query: np.ndarray, reference: np.ndarray, ctx: CallContext,
+               region: np.ndarray | None = None, method: str = "", params: Mapping[str, Any] | None = None,
+               params_field: str = "params") -> SimilarityOutcome:
+    """An embedding method on (query, reference) pairs (``reference`` of one image is compared with every query).
+
+    ``method`` is a registry method with ``applies_to="embedding"`` offered by ``sv`` (empty =
+    ``similarity_map``); ``params`` are checked against its declarations as :func:`explain`'s are
+    (:func:`resolve_params`). A single-pass method runs the exported signature of its name with
+    ``query_images``, ``reference_images`` and its declared signature inputs.
+    """
+    m = lookup_embedding_method(sv, method)
+    resolved, call = resolve_params(m, sv, params or {}, ctx.limits, params_field)
     n = query.shape[0]
     if reference.shape[0] == 1 and n > 1:
         reference = np.repeat(reference, n, axis=0)
     if reference.shape[0] != n:
         raise InvalidArgument(f"{reference.shape[0]} reference images for {n} query images; send {n} or 1", "reference")
-    run = run_signature(sv, "similarity_map", {"query_images": query, "reference_images": reference}, ctx,
-                        field="query", signature_field="model")
+    run = _run_embedding_method(sv, m, query, reference, call, ctx)
     out = {k: np.asarray(v) for k, v in run.outputs.items()}
     score = None
     if region is not None:
+        if "query_map" not in out:
+            raise FailedPrecondition(f"method {m.name!r} returns no query_map, so a region cannot be scored")
         qmap = out["query_map"]
         frac = region_fractions(region, n, tuple(sv.input_shape[:2]), tuple(qmap.shape[1:3]))
         score = (qmap.astype(np.float64) * frac).sum(axis=(1, 2)).astype(np.float32)
-    return SimilarityOutcome(out, score, run.batch_size, run.queue_s, run.compute_s)
+    return SimilarityOutcome(out, score, run.batch_size, run.queue_s, run.compute_s, m.name, resolved)

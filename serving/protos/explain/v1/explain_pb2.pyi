@@ -269,19 +269,44 @@ class ExplainResponse(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., method: _Optional[str] = ..., heatmap: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., heatmap_lowres: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., raw: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., probabilities: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., class_index: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., image_index: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., mask: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., params: _Optional[_Mapping[str, ParamValue]] = ..., outputs: _Optional[_Mapping[str, _tensor_pb2.TensorProto]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class SimilarityMapRequest(_message.Message):
-    __slots__ = ("model", "query", "reference", "region")
+    __slots__ = ("model", "query", "reference", "region", "method", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ParamValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ParamValue, _Mapping]] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     query: ImageBatch
     reference: ImageBatch
     region: _tensor_pb2.TensorProto
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., query: _Optional[_Union[ImageBatch, _Mapping]] = ..., reference: _Optional[_Union[ImageBatch, _Mapping]] = ..., region: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ...) -> None: ...
+    method: str
+    params: _containers.MessageMap[str, ParamValue]
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., query: _Optional[_Union[ImageBatch, _Mapping]] = ..., reference: _Optional[_Union[ImageBatch, _Mapping]] = ..., region: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., method: _Optional[str] = ..., params: _Optional[_Mapping[str, ParamValue]] = ...) -> None: ...
 
 class SimilarityMapResponse(_message.Message):
-    __slots__ = ("model_name", "model_version", "query_map", "reference_map", "similarity", "query_map_upsampled", "reference_map_upsampled", "region_score", "timing", "batch_size")
+    __slots__ = ("model_name", "model_version", "query_map", "reference_map", "similarity", "query_map_upsampled", "reference_map_upsampled", "region_score", "timing", "batch_size", "method", "params", "outputs")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ParamValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ParamValue, _Mapping]] = ...) -> None: ...
+    class OutputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _tensor_pb2.TensorProto
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ...) -> None: ...
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     QUERY_MAP_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +317,9 @@ class SimilarityMapResponse(_message.Message):
     REGION_SCORE_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: int
     query_map: _tensor_pb2.TensorProto
@@ -302,7 +330,10 @@ class SimilarityMapResponse(_message.Message):
     region_score: _tensor_pb2.TensorProto
     timing: Timing
     batch_size: int
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., query_map: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., reference_map: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., similarity: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., query_map_upsampled: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., reference_map_upsampled: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., region_score: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    method: str
+    params: _containers.MessageMap[str, ParamValue]
+    outputs: _containers.MessageMap[str, _tensor_pb2.TensorProto]
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., query_map: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., reference_map: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., similarity: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., query_map_upsampled: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., reference_map_upsampled: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., region_score: _Optional[_Union[_tensor_pb2.TensorProto, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., batch_size: _Optional[int] = ..., method: _Optional[str] = ..., params: _Optional[_Mapping[str, ParamValue]] = ..., outputs: _Optional[_Mapping[str, _tensor_pb2.TensorProto]] = ...) -> None: ...
 
 class ImportanceMaskRequest(_message.Message):
     __slots__ = ("model", "images", "methods", "class_index", "theta", "rho", "dilations", "method_params")

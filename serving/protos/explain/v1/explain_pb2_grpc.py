@@ -74,7 +74,8 @@ class ExplanationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SimilarityMap(self, request, context):
-        """Similarity maps of (query, reference) pairs on an embedding model (seed 002).
+        """Similarity maps of (query, reference) pairs on an embedding model: seed 002's decomposition
+        (similarity_map) or another registered embedding method.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
