@@ -186,7 +186,7 @@ def signature_missing(sv: ServableVersion, signature: str, field: str) -> Except
         return FailedPrecondition(
             f"method {signature!r} is not available for model {sv.name!r} version {sv.version} ({sv.kind}); "
             f"its signatures: {available}"
-            + (f"; iterative methods run through explain.v1.ExplanationService.Explain" if m.kind == "iterative" else "")
+            + ("; iterative methods run through explain.v1.ExplanationService.Explain" if m.kind == "iterative" else "")
         )
     return InvalidArgument(f"signature {signature!r} not found in model {sv.name!r} version {sv.version}; accepted: {available}", field)
 
