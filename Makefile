@@ -30,9 +30,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-# The keras.applications export matrix (issue 11): ten families, 30-120 s each on two cores.
+# The keras.applications export matrix (issue 11): eleven families, 30-200 s each on two cores. An
+# export is mostly single-threaded tracing, so two pytest workers (pytest-xdist) share the cores.
+TEST_APPS_WORKERS ?= 2
 test-apps: $(STAMP)
-	$(PY) -m pytest -q -m slow tests/test_export_applications.py
+	$(PY) -m pytest -q -m slow -n $(TEST_APPS_WORKERS) tests/test_export_applications.py
 
 # The slow suites CI runs after `make test` (tiny fixtures built once for all of them).
 CI_SLOW_TESTS = tests/test_evaluation_e2e.py tests/test_causal.py tests/test_segmenter.py \
