@@ -9,8 +9,9 @@ accepted: -1 (predicted) or 0..2"``.
   :func:`check_image_tensor` (a ``tf.Tensor``, for the single-pass methods; symbolic shapes pass)
   share one layout and dtype check. Both accept ``(N, H, W, 3)`` uint8 (scaled by 1/255) or float
   in ``[0, 1]``.
-* Class index: :func:`check_class_index` (``-1`` kept for "the predicted class") and
-  :func:`resolve_classes` (``-1`` replaced by the arg-max of the probabilities).
+* Class index: :func:`check_class_index` (``-1`` kept for "the predicted class"),
+  :func:`resolve_classes` (``-1`` replaced by the arg-max of the probabilities) and
+  :func:`resolve_class_tensor` (the same on a logits tensor, inside or outside a graph).
 * Layer: :func:`check_layer` resolves a layer name or path against a model's layer paths.
 * :func:`check_batch_size`.
 
@@ -36,6 +37,7 @@ __all__ = [
     "check_class_index",
     "check_class_range",
     "resolve_classes",
+    "resolve_class_tensor",
     "check_layer",
     "check_batch_size",
 ]
@@ -200,6 +202,29 @@ def resolve_classes(class_index: Any, probabilities: np.ndarray, model: str | No
     n, c = probabilities.shape
     arr = check_class_index(class_index, n, c, model)
     return np.where(arr < 0, np.argmax(probabilities, axis=-1), arr)
+
+
+def resolve_class_tensor(class_index: Any, logits: tf.Tensor, model: str | None = None,
+                         check_range: bool = True) -> tf.Tensor:
+    """Per-example class indices ``(N,)`` int32; ``-1`` (or ``None``) means the predicted class.
+
+    With ``check_range``, out-of-range indices raise :class:`ExplainError` in eager mode and fail a
+    ``tf.debugging`` assertion inside a graph; without, the caller has checked them already.
+    """
+    n = tf.shape(logits)[0]
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    if class_index is None:
+        return predicted
+    idx = tf.cast(tf.convert_to_tensor(class_index), tf.int32)
+    idx = tf.broadcast_to(tf.reshape(idx, [-1]) if idx.shape.rank else idx, [n])
+    if check_range:
+        c = tf.shape(logits)[1]
+        if tf.executing_eagerly():
+            check_class_range(idx.numpy(), int(c), model)
+        else:
+            tf.debugging.assert_less(idx, c, message="class_index out of range")
+            tf.debugging.assert_greater_equal(idx, -1, message="class_index out of range")
+    return tf.where(idx < 0, predicted, idx)
 
 
 def check_layer(layer: Any, paths: Sequence[str], model: str | None = None, what: str = "layer") -> str:

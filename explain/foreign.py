@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain.backend import MethodUnavailable, SavedModelBackend
+from explain.checks import resolve_class_tensor
 from explain.view import ForwardResult
 
 __all__ = ["BackendView", "GRADIENT_METHODS", "CAM_METHODS", "applicable", "run_single_pass", "declared_baselines"]
@@ -65,13 +66,7 @@ class BackendView:
 
     def resolve_class_index(self, class_index: Any, logits: tf.Tensor) -> tf.Tensor:
         """Per-example classes ``(N,)`` int32, ``-1`` = predicted (checked by the service before)."""
-        n = tf.shape(logits)[0]
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        if class_index is None:
-            return predicted
-        idx = tf.cast(tf.convert_to_tensor(class_index), tf.int32)
-        idx = tf.broadcast_to(tf.reshape(idx, [-1]) if idx.shape.rank else idx, [n])
-        return tf.where(idx < 0, predicted, idx)
+        return resolve_class_tensor(class_index, logits, check_range=False)
 
 
 def applicable(backend: SavedModelBackend) -> tuple[list[str], dict[str, str]]:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import keras
 import tensorflow as tf
 
-from explain.checks import ExplainError, check_class_range, check_image_tensor, check_layer
+from explain.checks import ExplainError, check_image_tensor, check_layer, resolve_class_tensor
 
 __all__ = ["ModelView", "ForwardResult", "ExplainError", "iter_layers", "find_layer"]
 
@@ -343,21 +343,9 @@ class ModelView:
         """Per-example class indices ``(N,)`` int32; ``-1`` (or ``None``) means the predicted class.
 
         Out-of-range indices raise :class:`ExplainError` in eager mode and fail a
-        ``tf.debugging`` assertion inside a graph.
+        ``tf.debugging`` assertion inside a graph (:func:`explain.checks.resolve_class_tensor`).
         """
-        n = tf.shape(logits)[0]
-        c = tf.shape(logits)[1]
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        if class_index is None:
-            return predicted
-        idx = tf.cast(tf.convert_to_tensor(class_index), tf.int32)
-        idx = tf.broadcast_to(tf.reshape(idx, [-1]) if idx.shape.rank else idx, [n])
-        if tf.executing_eagerly():
-            check_class_range(idx.numpy(), int(c), self.model.name)
-        else:
-            tf.debugging.assert_less(idx, c, message="class_index out of range")
-            tf.debugging.assert_greater_equal(idx, -1, message="class_index out of range")
-        return tf.where(idx < 0, predicted, idx)
+        return resolve_class_tensor(class_index, logits, self.model.name)
 
 
 _GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
