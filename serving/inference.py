@@ -1,7 +1,7 @@
 """What the servicers do, on numpy arrays: validated signature calls and the explanation flows.
 
 The servicers are thin: they decode a request with :mod:`serving.convert`, call one function
-here, and encode the result. Everything here works on a :class:`serving.registry.ServableVersion`
+here, and encode the result. Everything here works on a :class:`serving.servable.ServableVersion`
 and numpy arrays and raises the domain exceptions of :mod:`serving.errors` (or the ``explain``
 package's), which :func:`serving.errors.rpc_method` maps to status codes.
 
@@ -28,7 +28,7 @@ from explain.checks import ExplainError, check_class_range
 from explain.result import as_explanation
 from serving.batching import Batcher, BatchResult
 from serving.errors import FailedPrecondition, InvalidArgument
-from serving.registry import ServableVersion
+from serving.servable import ServableVersion
 
 __all__ = [
     "Limits",

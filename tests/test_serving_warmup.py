@@ -31,7 +31,7 @@ def version_dir(tmp_path_factory):
 
 
 def test_declared_defaults_of_a_method_and_of_other_signatures():
-    from serving.registry import _declared_defaults
+    from serving.servable import _declared_defaults
 
     ig = _declared_defaults("integrated_gradients")
     assert ig["steps"] == 64 and ig["baseline"] == "black" and ig["seed"] == 0
@@ -39,7 +39,7 @@ def test_declared_defaults_of_a_method_and_of_other_signatures():
 
 
 def test_every_signature_warms_up_without_a_warning(version_dir, caplog):
-    from serving.registry import load_version, warm_up_signature
+    from serving.servable import load_version, warm_up_signature
 
     with caplog.at_level(logging.WARNING, logger="serving.registry"):
         sv = load_version("clf", 1, version_dir, warmup="all")
@@ -53,7 +53,7 @@ def test_integrated_gradients_with_zero_steps_is_still_rejected(version_dir):
     """The fix is in the warm-up, not in the method: ``steps = 0`` stays an error."""
     import tensorflow as tf
 
-    from serving.registry import load_version
+    from serving.servable import load_version
 
     sv = load_version("clf", 1, version_dir, warmup="none")
     fn = sv.signatures["integrated_gradients"]
