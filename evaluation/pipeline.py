@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import sys
@@ -99,6 +100,8 @@ def experiment(key: str, title: str, needs: str = "classifier"):
     """Decorator registering ``run(ctx) -> Section`` as an experiment."""
 
     def deco(fn: Callable[["Context"], Section]) -> Callable[["Context"], Section]:
+        if not inspect.isfunction(fn):
+            raise TypeError(f"@experiment({key!r}) must decorate a function run(ctx) -> Section; got {fn!r}")
         EXPERIMENTS[key] = Experiment(key, title, fn, needs)
         return fn
 

@@ -415,7 +415,6 @@ def _models(ctx: Context) -> list[str]:
     return [m for m in MODELS if m in ctx.classifiers]
 
 
-@experiment("confidence", "Confidence gains SCG and CCG of importance masks (seed 003 Table 1)")
 @dataclass
 class _Tables:
     """The experiment's tables, filled model by model."""
@@ -460,6 +459,7 @@ class _Tables:
         return [self.bases, self.exclusions, self.growths, self.utilisation, self.steps]
 
 
+@experiment("confidence", "Confidence gains SCG and CCG of importance masks (seed 003 Table 1)")
 def run(ctx: Context) -> Section:
     section = Section("confidence", "Confidence gains SCG and CCG of importance masks (seed 003 Table 1)")
     models = _models(ctx)

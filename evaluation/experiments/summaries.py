@@ -321,7 +321,6 @@ def _objects_text(s: Summary, top: int = 3) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in list(s.object_shares.items())[:top])
 
 
-@experiment("summaries", "Visual summaries (seed 004)")
 @dataclass
 class _Collected:
     """What :func:`run` gathers model by model."""
@@ -334,6 +333,7 @@ class _Collected:
     notes: list[str] = field(default_factory=list)
 
 
+@experiment("summaries", "Visual summaries (seed 004)")
 def run(ctx: Context) -> Section:
     data = ctx.data
     models = ctx.base_classifiers()
