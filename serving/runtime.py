@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.batching import Batcher
-from serving.inference import CallContext, Limits
+from serving.signatures import CallContext, Limits
 from serving.metrics import ServingMetrics
 from serving.registry import ModelRegistry
 

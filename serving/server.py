@@ -52,7 +52,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from serving.batching import Batcher, BatchingOptions
 from serving.config import ServerOptions
 from serving.explanation_service import ExplanationServicer
-from serving.inference import Limits
+from serving.signatures import Limits
 from serving.interceptors import ServerGate
 from serving.metrics import MetricsHTTPServer, ServingMetrics
 from serving.model_service import ModelServicer

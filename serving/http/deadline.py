@@ -3,7 +3,7 @@
 A gRPC call carries its deadline; an HTTP request states one in seconds, as a header
 (``X-Request-Timeout: 2.5``) or a query parameter (``POST /v1/models/m:predict?timeout=2.5``);
 when both are given the smaller one applies. The deadline starts when the request arrives (reading
-the body counts) and works as a gRPC deadline does (:class:`serving.inference.CallContext`):
+the body counts) and works as a gRPC deadline does (:class:`serving.signatures.CallContext`):
 
 * the servicer sees it through :meth:`serving.http.context.HttpContext.time_remaining`, so the
   micro-batching queue gives up waiting at the deadline and the iterative methods (occlusion,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.inference import Limits
+from serving.signatures import Limits
 from serving.registry import ServableVersion
 
 __all__ = ["method_param_schema", "json_type", "param_property"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from serving import convert
 from serving.errors import InvalidArgument
-from serving.inference import Limits, signature_missing
+from serving.signatures import Limits, signature_missing
 from serving.registry import ServableVersion
 
 __all__ = [
@@ -126,7 +126,7 @@ def decode_value(value: Any, spec: Any, where: str, limits: Limits, image_shape:
     """A JSON value (numbers, nested lists, ``{"b64": ...}``) as a numpy array for an input of ``spec``.
 
     Integers are accepted for float inputs; dtype and shape are checked later against the signature
-    (:func:`serving.inference.validate_inputs`).
+    (:func:`serving.signatures.validate_inputs`).
     """
     if _is_b64(value):
         return _from_b64(value, spec, where, limits, image_shape)
