@@ -59,7 +59,8 @@ def _interpolation(n_out: int, n_in: int, offsets: np.ndarray, length: int) -> n
     return full[np.asarray(offsets)[:, None] + np.arange(length)[None, :]]
 
 
-def _mask_blocks(blocks: np.ndarray, seed: int, grid: int, p1: float, ch: int, cw: int) -> tuple[np.ndarray, np.ndarray]:
+def _mask_blocks(blocks: np.ndarray, seed: int, grid: int, p1: float, ch: int,
+                 cw: int) -> tuple[np.ndarray, np.ndarray]:
     """Grids ``(len(blocks)·MASK_BLOCK, s, s)`` and offsets ``(…, 2)`` of whole blocks of masks."""
     cells, offsets = [], []
     for block in blocks:
