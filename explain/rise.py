@@ -165,10 +165,13 @@ class Rise(PairwiseMethod):
         first = int(mask_index[0])
         masks = rise_masks(np.arange(first, int(mask_index[-1]) + 1), self.seed, self.grid, self.p1, height, width)
         local = mask_index - first
-        # the masks × all the images, mask-major as the pairs, then the chunk's pairs (no gather)
-        masked = (masks[:, None, ..., None] * self.images[None]).reshape(-1, height, width, self.images.shape[-1])
-        start = sl.start - first * n
-        probs = np.asarray(self.backend.predict(masked[start:start + len(local)]), np.float64)
+        # one product per mask of the chunk, over its contiguous run of images (no gather)
+        masked = np.empty((len(local), *self.images.shape[1:]), np.float32)
+        starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(local)]):
+            np.multiply(masks[local[a], :, :, None], self.images[image_index[a]:image_index[b - 1] + 1],
+                        out=masked[a:b])
+        probs = np.asarray(self.backend.predict(masked), np.float64)
         weights = np.zeros((n, len(masks)), np.float64)  # weights[i, m]: p_c(x_i ⊙ M_m), 0 off the chunk
         weights[image_index, local] = probs[np.arange(len(image_index)), self.classes[image_index]]
         self.total += weights @ masks.reshape(len(masks), -1)

@@ -336,6 +336,23 @@ def test_rise_masks_are_the_seeded_grids_resized_bilinearly_and_cropped():
     np.testing.assert_array_equal(rise_masks(indices[::-1], seed, grid, 0.3, height, width), got[::-1])
 
 
+def test_rise_memory_does_not_grow_with_the_number_of_masks():
+    import tracemalloc
+
+    backend = KerasBackend(ModelView(conv_model(32, 2, "flatten", seed=3)))
+    x = images(2, 32, seed=4)
+    peaks = {}
+    for n_masks in (16, 16, 512):  # the first run traces the function
+        tracemalloc.start()
+        out = rise(backend, x, 0, n_masks=n_masks, grid=4, batch_size=16)
+        peaks[n_masks] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert int(out["n_masks"]) == n_masks
+    chunk = 16 * 32 * 32 * 3 * 4  # one chunk of masked float32 images: 196 KB
+    # 32× the masks: the same peak within a few chunks (the 512 masks alone would be 2 MB)
+    assert peaks[512] < peaks[16] + 3 * chunk, peaks
+
+
 def test_rise_errors_and_cancellation():
     backend = KerasBackend(ModelView(conv_model(8, 2)))
     x = images(1, 8)
