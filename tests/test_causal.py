@@ -65,7 +65,6 @@ def causal_report(tiny_model_root, tmp_path_factory):
     return {p.stem: json.loads(p.read_text()) for p in (out / "tables").glob("causal_*.json")}
 
 
-@pytest.mark.slow  # runs the causal experiment through a server (~70 s); `make test-ci-slow`
 def test_causal_method_labels_come_from_the_registry():
     from evaluation.experiments.causal import causal_methods
 
@@ -77,6 +76,7 @@ def test_causal_method_labels_come_from_the_registry():
     ]
 
 
+@pytest.mark.slow  # runs the causal experiment through a server (~70 s); `make test-ci-slow`
 def test_causal_experiment_on_the_tiny_models(causal_report):
     agreement = causal_report["causal_agreement"]
     methods = {r[0] for r in agreement["rows"]}
