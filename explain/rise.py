@@ -80,6 +80,8 @@ def rise_masks(indices: Any, seed: int, grid: int, p1: float, height: int, width
     (:func:`_interpolation`), computed for all the indices at once.
     """
     indices = np.asarray(indices, np.int64).reshape(-1)
+    if indices.size == 0:
+        return np.zeros((0, height, width), np.float32)
     ch, cw = math.ceil(height / grid), math.ceil(width / grid)
     blocks, where = np.unique(indices // MASK_BLOCK, return_inverse=True)
     cells, offsets = _mask_blocks(blocks, seed, grid, p1, ch, cw)
