@@ -3,7 +3,9 @@
 1. Per-image cost of every served method on each classifier of a model root, through a real
    embedded server (gRPC, ``serving.client.ExplanationClient``): one warm-up request, then
    ``--repeats`` timed requests of ``--batch`` images; the iterative methods (occlusion,
-   Score-CAM, perturbation masks) with their default parameters on ``--iterative-batch`` images.
+   Score-CAM, RISE, …: the registry's ``kind="iterative"``) with their default parameters on
+   ``--iterative-batch`` images. The methods are the registry's classifier methods that the
+   model offers (``ListModels``).
 2. Service calls per image of every evaluation experiment: the evaluation runs once through the
    same kind of embedded server with one image per request (``--batch-size 1``) and small
    sample sizes, with the client's RPCs counted per experiment; calls / images of the section.
@@ -30,9 +32,6 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-METHODS = ("gradcam", "gradcam_plus_plus", "layercam", "saliency", "excitation_backprop",
-           "occlusion", "scorecam", "perturbation_mask")
-ITERATIVE = ("occlusion", "scorecam", "perturbation_mask")
 ARCHS = ("vgg11", "resnet18", "simple", "simpler")
 
 
@@ -43,6 +42,20 @@ def tiny_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="bench_capacity_"))
     train_preset("tiny", root, only=list(ARCHS), epochs=1, verbose=0, log=None)
     return root
+
+
+def methods() -> list[str]:
+    """The classifier methods, from the registry (the only list), sorted."""
+    from explain import registry
+
+    return registry.names(applies_to="classifier")
+
+
+def iterative_methods() -> set[str]:
+    """The registry's iterative classifier methods (timed on ``--iterative-batch`` images)."""
+    from explain import registry
+
+    return set(registry.names(kind="iterative", applies_to="classifier"))
 
 
 def method_costs(root: Path, batch: int, iterative_batch: int, repeats: int) -> list[dict[str, Any]]:
@@ -56,8 +69,8 @@ def method_costs(root: Path, batch: int, iterative_batch: int, repeats: int) -> 
         infos = {m.name: m for m in client.list_models() if m.kind == "classifier"}
         for arch in [a for a in ARCHS if a in infos]:
             side = infos[arch].input_size[0]
-            for method in [m for m in METHODS if m in infos[arch].methods or m in ITERATIVE]:
-                n = iterative_batch if method in ITERATIVE else batch
+            for method in [m for m in methods() if m in infos[arch].methods]:  # the ones the model offers
+                n = iterative_batch if method in iterative_methods() else batch
                 images = make_cities(max(1, -(-n // 2)), image_size=side, seed=3).images[:n]
                 client.explain(arch, method, images, class_index=-1)  # warm-up (tracing, caches)
                 t0 = time.perf_counter()
@@ -142,7 +155,7 @@ def main() -> None:
     archs = [a for a in ARCHS if any(r["architecture"] == a for r in costs)]
     lines += ["| method | " + " | ".join(f"{a} ({next(r['pixels'] for r in costs if r['architecture'] == a)} px)"
                                          for a in archs) + " |", "|---|" + "---:|" * len(archs)]
-    for m in METHODS:
+    for m in methods():
         cells = [next((f"{1000 * r['seconds_per_image']:.1f}" for r in costs if r["architecture"] == a and r["method"] == m), "-")
                  for a in archs]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")

@@ -10,14 +10,15 @@ the mask average weighted by the class **probability** of the masked image::
 
 ``raw`` is ``S``; ``heatmap`` is ``S`` normalised per image, ``(S − min)/(max − min + 1e-7)``.
 
-Seeding: mask ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` (its grid, then its
-offset), so it depends on ``(seed, i)`` only — not on the batch size, the number of images or
-the order of the batches — and :func:`rise_masks` regenerates any of them.
+Seeding: mask ``i`` is drawn with its block of ``MASK_BLOCK`` masks by one generator,
+``numpy.random.default_rng([seed, i // MASK_BLOCK])`` (see :func:`rise_masks`), so it depends on
+``(seed, i)`` only — not on the batch size, the number of images or the order of the
+batches — and :func:`rise_masks` regenerates any of them.
 
-Memory: the ``N·M`` masked images are streamed as ``(image, mask)`` pairs in chunks of at most
-``batch_size``; each chunk's masks are regenerated from their indices, so peak memory is
-``O(batch_size·H·W + N·H·W)``, independent of ``M``. ``should_continue()`` is checked before
-every batch.
+Memory: the ``N·M`` masked images are streamed as ``(mask, image)`` pairs, mask-major, in chunks
+of at most ``batch_size``; each chunk's masks are made once from their indices for all the images
+of the chunk, so peak memory is ``O(batch_size·H·W + N·H·W)``, independent of ``M``.
+``should_continue()`` is checked before every batch.
 
 Defaults follow the paper's ImageNet setting: ``n_masks = 4000``, ``grid = 7``, ``p1 = 0.5``.
 """
@@ -28,33 +29,67 @@ import math
 from typing import Any, Callable
 
 import numpy as np
-import tensorflow as tf
 
 from explain import registry
 from explain.backend import Backend
 from explain.iterative import PairwiseMethod
 from explain.params import check_float, check_int
 
-__all__ = ["rise", "Rise", "rise_masks", "MAX_MASKS"]
+__all__ = ["rise", "Rise", "rise_masks", "MAX_MASKS", "MASK_BLOCK"]
 
 MAX_MASKS = 100_000
+MASK_BLOCK = 128  # masks drawn by one generator (a constant: the stream must not depend on batching)
+
+
+def _interpolation(n_out: int, n_in: int, offsets: np.ndarray, length: int) -> np.ndarray:
+    """Rows ``offsets[b] .. offsets[b] + length`` of the bilinear resize matrix ``n_in -> n_out``.
+
+    The resize is ``tf.image.resize(..., method="bilinear")``'s (half-pixel centres, edges
+    clamped): output pixel ``o`` reads input ``t = (o + 0.5)·n_in/n_out − 0.5`` as
+    ``(1 − f)·g[⌊t⌋₊] + f·g[min(⌈t⌉, n_in − 1)]`` with ``f = t − ⌊t⌋``. Returns float64
+    ``(B, length, n_in)`` whose rows sum to 1.
+    """
+    t = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    lower = np.floor(t)
+    frac = t - lower
+    full = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(full, (rows, np.maximum(lower, 0).astype(np.int64)), 1.0 - frac)
+    np.add.at(full, (rows, np.minimum(np.ceil(t), n_in - 1).astype(np.int64)), frac)
+    return full[np.asarray(offsets)[:, None] + np.arange(length)[None, :]]
+
+
+def _mask_blocks(blocks: np.ndarray, seed: int, grid: int, p1: float, ch: int,
+                 cw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grids ``(len(blocks)·MASK_BLOCK, s, s)`` and offsets ``(…, 2)`` of whole blocks of masks."""
+    cells, offsets = [], []
+    for block in blocks:
+        rng = np.random.default_rng([int(seed), int(block)])
+        cells.append(rng.random((MASK_BLOCK, grid, grid)) < p1)
+        offsets.append(np.stack([rng.integers(0, ch, MASK_BLOCK), rng.integers(0, cw, MASK_BLOCK)], axis=1))
+    return np.concatenate(cells), np.concatenate(offsets)
 
 
 def rise_masks(indices: Any, seed: int, grid: int, p1: float, height: int, width: int) -> np.ndarray:
-    """The masks of the given indices, float32 ``(len(indices), H, W)`` in ``[0, 1]``."""
+    """The masks of the given indices, float32 ``(len(indices), H, W)`` in ``[0, 1]``.
+
+    Mask ``i`` belongs to block ``b = i // MASK_BLOCK``; one generator
+    ``numpy.random.default_rng([seed, b])`` draws the block's ``MASK_BLOCK`` grids, then their
+    row offsets, then their column offsets. The upsampling and the crop are one product per mask,
+    ``R_h[δ_h : δ_h + H] · g_i · R_w[δ_w : δ_w + W]ᵀ`` with ``R`` the bilinear resize matrices
+    (:func:`_interpolation`), computed for all the indices at once.
+    """
     indices = np.asarray(indices, np.int64).reshape(-1)
+    if indices.size == 0:
+        return np.zeros((0, height, width), np.float32)
     ch, cw = math.ceil(height / grid), math.ceil(width / grid)
-    cells = np.empty((len(indices), grid, grid, 1), np.float32)
-    offsets = np.empty((len(indices), 2), np.int64)
-    for b, i in enumerate(indices):
-        rng = np.random.default_rng([int(seed), int(i)])
-        cells[b, ..., 0] = rng.random((grid, grid)) < p1
-        offsets[b] = rng.integers(0, ch), rng.integers(0, cw)
-    up = tf.image.resize(cells, ((grid + 1) * ch, (grid + 1) * cw), method="bilinear").numpy()[..., 0]
-    out = np.empty((len(indices), height, width), np.float32)
-    for b, (dh, dw) in enumerate(offsets):
-        out[b] = up[b, dh:dh + height, dw:dw + width]
-    return out
+    blocks, where = np.unique(indices // MASK_BLOCK, return_inverse=True)
+    cells, offsets = _mask_blocks(blocks, seed, grid, p1, ch, cw)
+    pick = where.reshape(-1) * MASK_BLOCK + indices % MASK_BLOCK
+    cells, offsets = cells[pick].astype(np.float64), offsets[pick]
+    rows = _interpolation((grid + 1) * ch, grid, offsets[:, 0], height)  # (B, H, s)
+    cols = _interpolation((grid + 1) * cw, grid, offsets[:, 1], width)  # (B, W, s)
+    return np.matmul(np.matmul(rows, cells), cols.transpose(0, 2, 1)).astype(np.float32)
 
 
 def rise(
@@ -121,19 +156,27 @@ class Rise(PairwiseMethod):
     def compute(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
         n, height, width, _ = images.shape
         self.images, self.classes = images, classes
-        self.total = np.zeros((n, height, width), np.float64)
-        self.stream(n, self.n_masks)
+        self.total = np.zeros((n, height * width), np.float64)
+        # mask-major pairs (pair p = mask p // N, image p % N): a chunk makes each of its masks once
+        self.stream(self.n_masks, n)
         self.extras["n_masks"] = np.int64(self.n_masks)
-        return self.total / (self.n_masks * self.p1)
+        return self.total.reshape(n, height, width) / (self.n_masks * self.p1)
 
-    def on_pairs(self, sl: slice, image_index: np.ndarray, item_index: np.ndarray) -> None:
-        _, height, width, _ = self.images.shape
-        masks = rise_masks(item_index, self.seed, self.grid, self.p1, height, width)
-        probs = np.asarray(self.backend.predict(self.images[image_index] * masks[..., None]), np.float64)
-        scores = probs[np.arange(len(image_index)), self.classes[image_index]]
-        for i in np.unique(image_index):  # pairs are contiguous: at most a few images per chunk
-            sel = image_index == i
-            self.total[i] += np.tensordot(scores[sel], masks[sel], axes=1)
+    def on_pairs(self, sl: slice, mask_index: np.ndarray, image_index: np.ndarray) -> None:
+        n, height, width, _ = self.images.shape
+        first = int(mask_index[0])
+        masks = rise_masks(np.arange(first, int(mask_index[-1]) + 1), self.seed, self.grid, self.p1, height, width)
+        local = mask_index - first
+        # one product per mask of the chunk, over its contiguous run of images (no gather)
+        masked = np.empty((len(local), *self.images.shape[1:]), np.float32)
+        starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(local)]):
+            np.multiply(masks[local[a], :, :, None], self.images[image_index[a]:image_index[b - 1] + 1],
+                        out=masked[a:b])
+        probs = np.asarray(self.backend.predict(masked), np.float64)
+        weights = np.zeros((n, len(masks)), np.float64)  # weights[i, m]: p_c(x_i ⊙ M_m), 0 off the chunk
+        weights[image_index, local] = probs[np.arange(len(image_index)), self.classes[image_index]]
+        self.total += weights @ masks.reshape(len(masks), -1)
 
 
 registry.register(

@@ -65,6 +65,17 @@ def causal_report(tiny_model_root, tmp_path_factory):
     return {p.stem: json.loads(p.read_text()) for p in (out / "tables").glob("causal_*.json")}
 
 
+def test_causal_method_labels_come_from_the_registry():
+    from evaluation.experiments.causal import causal_methods
+
+    # the report's labels, now the registry's label_for(params): C-MWP and "occlusion 10" are variants
+    assert causal_methods() == [
+        ("Grad-CAM", "gradcam", {}), ("Grad-CAM++", "gradcam_plus_plus", {}), ("LayerCAM", "layercam", {}),
+        ("saliency", "saliency", {"dilations": 0}), ("C-MWP", "excitation_backprop", {"contrastive": True}),
+        ("occlusion 10", "occlusion", {"patch_size_at_224": 10}),
+    ]
+
+
 @pytest.mark.slow  # runs the causal experiment through a server (~70 s); `make test-ci-slow`
 def test_causal_experiment_on_the_tiny_models(causal_report):
     agreement = causal_report["causal_agreement"]

@@ -21,7 +21,7 @@ from explain import cam, guided, registry  # noqa: E402
 from explain import integrated_gradients as ig  # noqa: E402
 from explain.ablationcam import ablationcam  # noqa: E402
 from explain.backend import Backend, Cancelled, KerasBackend  # noqa: E402
-from explain.rise import rise, rise_masks  # noqa: E402
+from explain.rise import MASK_BLOCK, rise, rise_masks  # noqa: E402
 from explain.view import ExplainError, ModelView  # noqa: E402
 
 L = keras.layers
@@ -315,6 +315,42 @@ def test_rise_masks_follow_the_papers_construction():
     assert not np.array_equal(masks[7], rise_masks([7], 1, 4, 0.5, 16, 16)[0])
     # cell 4 px, upsampled to 20 px: a grid of all ones stays 1, p1 = 1 keeps everything
     np.testing.assert_allclose(rise_masks([0, 1], 3, 4, 1.0, 16, 16), 1.0)
+
+
+def test_rise_masks_are_the_seeded_grids_resized_bilinearly_and_cropped():
+    # the documented stream: block b = i // MASK_BLOCK drawn by default_rng([seed, b]) (grids, row
+    # offsets, column offsets), each grid resized by tf.image.resize and cropped; across blocks
+    grid, height, width, seed = 5, 17, 23, 9
+    ch, cw = -(-height // grid), -(-width // grid)
+    indices = [0, MASK_BLOCK - 1, MASK_BLOCK, 2 * MASK_BLOCK + 44]
+    got = rise_masks(indices, seed, grid, 0.3, height, width)
+    for k, i in enumerate(indices):
+        rng = np.random.default_rng([seed, i // MASK_BLOCK])
+        cells = rng.random((MASK_BLOCK, grid, grid)) < 0.3
+        dh = rng.integers(0, ch, MASK_BLOCK)[i % MASK_BLOCK]
+        dw = rng.integers(0, cw, MASK_BLOCK)[i % MASK_BLOCK]
+        up = tf.image.resize(cells[i % MASK_BLOCK, :, :, None].astype(np.float32),
+                             ((grid + 1) * ch, (grid + 1) * cw), method="bilinear").numpy()[..., 0]
+        np.testing.assert_allclose(got[k], up[dh:dh + height, dw:dw + width], rtol=0, atol=1e-6)
+    assert np.ptp(got, axis=(1, 2)).min() > 0.5  # real masks, not constants
+    np.testing.assert_array_equal(rise_masks(indices[::-1], seed, grid, 0.3, height, width), got[::-1])
+
+
+def test_rise_memory_does_not_grow_with_the_number_of_masks():
+    import tracemalloc
+
+    backend = KerasBackend(ModelView(conv_model(32, 2, "flatten", seed=3)))
+    x = images(2, 32, seed=4)
+    peaks = {}
+    for n_masks in (16, 16, 512):  # the first run traces the function
+        tracemalloc.start()
+        out = rise(backend, x, 0, n_masks=n_masks, grid=4, batch_size=16)
+        peaks[n_masks] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert int(out["n_masks"]) == n_masks
+    chunk = 16 * 32 * 32 * 3 * 4  # one chunk of masked float32 images: 196 KB
+    # 32× the masks: the same peak within a few chunks (the 512 masks alone would be 2 MB)
+    assert peaks[512] < peaks[16] + 3 * chunk, peaks
 
 
 def test_rise_errors_and_cancellation():

@@ -30,24 +30,32 @@ from evaluation.report import Section
 from evaluation.tables import Table
 from evaluation.twins import causal_agreement, causal_importance, object_mass, summarise_agreement
 
-__all__ = ["CAUSAL_METHODS", "cities_entry", "model_twin_probabilities", "run"]
+__all__ = ["CAUSAL_METHODS", "causal_methods", "cities_entry", "model_twin_probabilities", "run"]
 
-#: ``(label, registry method, params)``; params as in the localisation experiment.
-CAUSAL_METHODS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("Grad-CAM", "gradcam", {}),
-    ("Grad-CAM++", "gradcam_plus_plus", {}),
-    ("LayerCAM", "layercam", {}),
-    ("saliency", "saliency", {"dilations": 0}),
-    ("C-MWP", "excitation_backprop", {"contrastive": True}),
-    ("occlusion 10", "occlusion", {"patch_size_at_224": 10}),
+#: ``(registry method, params)``; params as in the localisation experiment (labels come from the registry).
+CAUSAL_METHODS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("gradcam", {}),
+    ("gradcam_plus_plus", {}),
+    ("layercam", {}),
+    ("saliency", {"dilations": 0}),
+    ("excitation_backprop", {"contrastive": True}),
+    ("occlusion", {"patch_size_at_224": 10}),
 )
+
+
+def causal_methods() -> list[tuple[str, str, dict[str, Any]]]:
+    """``(label, registry method, params)`` of :data:`CAUSAL_METHODS`, the label the registry's
+    :meth:`~explain.registry.Method.label_for` those params (e.g. ``"C-MWP"``, ``"occlusion 10"``)."""
+    from explain import registry
+
+    return [(registry.get(method).label_for(params), method, dict(params)) for method, params in CAUSAL_METHODS]
 
 
 def _costly_methods() -> tuple[str, ...]:
     """The methods of :data:`CAUSAL_METHODS` in the registry's ``"costly"`` class (run on fewer images)."""
     from evaluation.experiments.localisation import is_costly
 
-    return tuple(m for _, m, _ in CAUSAL_METHODS if is_costly(m))
+    return tuple(m for m, _ in CAUSAL_METHODS if is_costly(m))
 
 
 def cities_entry(ctx: Context) -> Mapping[str, Any] | None:
@@ -141,7 +149,7 @@ def run(ctx: Context) -> Section:
         probs = model_twin_probabilities(ctx, model, twins)
         _probability_rows(model, probs, twins, len(data.class_names), probs_t, objects_t)
         delta = causal_importance(probs["scene"], probs["without"])
-        for label, method, params in CAUSAL_METHODS:
+        for label, method, params in causal_methods():
             if info.methods and method not in info.methods:
                 continue
             rows, sub = (costly_rows, costly) if method in _costly_methods() else (np.arange(idx.size), idx)
