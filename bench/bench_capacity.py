@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ARCHS = ("vgg11", "resnet18", "simple", "simpler")
 
