@@ -2,8 +2,8 @@
 
 * tf-keras-vis 0.8.7 (installed in the project's venv) has Guided Backpropagation, as a model
   modifier (``GuidedBackpropagation``) under its ``Saliency``: equal to float round-off.
-* Xplique 2.0.2 pins ``tensorflow<=2.20``, so it runs in its own venv ``.venv-xplique`` (made by
-  hand: see ``docs/methods/gradients.md``) through ``bench/xplique_run.py``; the test is marked
+* Xplique 2.0.2 pins ``tensorflow<=2.20``, so it runs in its own venv ``.venv-xplique`` (``make xplique-venv``,
+  which ``.ci/run`` runs; see ``docs/methods/gradients.md``) through ``bench/xplique_run.py``; the test is marked
   ``slow`` and skipped when that venv is missing. Integrated Gradients and occlusion are
   deterministic and must agree to float round-off (Xplique's IG averages over colour channels,
   its ``steps`` counts points, not intervals); RISE draws its masks from its own generator, so
