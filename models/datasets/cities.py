@@ -496,7 +496,8 @@ def _draw_earth(cv: _Canvas, present: np.ndarray) -> None:
 def _draw_grass(cv: _Canvas, present: np.ndarray) -> None:
     """A green, speckled verge between the buildings and the road (h + 0.05-0.27 B).
 
-    It ends above every car top (>= h + 0.3 B) and above any earth patch (>= h + 0.58 B).
+    At object_scale 1 it ends above every car top (>= h + 0.3 B) and above any earth patch
+    (>= h + 0.58 B); the balanced cities' 1.3 can reach h + 0.32 B, where a car may hide a sliver.
     """
     slots = [cv.new_slot(cv.colour([c], 0.04))
              for c in ((0.33, 0.58, 0.22), (0.20, 0.42, 0.14), (0.45, 0.70, 0.30))]
