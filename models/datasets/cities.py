@@ -63,7 +63,7 @@ PLANTABLE: tuple[str, ...] = tuple(sorted(n for n in SHAREABLE if n not in BACKG
 #: Objects whose size ``CitiesConfig.object_scale`` can change, and how their area follows the
 #: factor ``s``: ``s`` (one dimension scaled) or ``s^2`` (both).
 SCALABLE: dict[str, str] = {
-    "awning": "s", "earth": "s", "fence": "s", "grass": "s", "mountain": "s", "plant": "s^2",
+    "awning": "s^2", "earth": "s", "fence": "s^2", "grass": "s^2", "mountain": "s", "plant": "s^2",
     "signboard": "s^2",
     "skyscraper": "s",
 }
@@ -112,8 +112,9 @@ class CitiesConfig:
         flip_probability: Probability of mirroring the scene left-right.
         noise: Standard deviation of the per-pixel Gaussian noise, as a fraction of 255.
         object_scale: Object name (one of :data:`SCALABLE`) -> size factor in (0, 3] (1 = the
-            drawer's sizes): skyscraper, awning and mountain width, earth height, fence and grass
-            length, signboard board and plant blob sizes. Used to balance the cues' areas.
+            drawer's sizes): skyscraper and mountain width, earth height, awning, fence and grass
+            length and thickness, signboard board and plant blob sizes. Used to balance the cues'
+            areas.
     """
 
     cities: tuple[CityStyle, ...] = DEFAULT_CITIES
@@ -456,7 +457,7 @@ def _draw_awning(cv: _Canvas, present: np.ndarray) -> None:
     first = cv.new_slot(cv.colour([(0.80, 0.15, 0.15), (0.15, 0.50, 0.25), (0.15, 0.30, 0.70)]))
     second = cv.new_slot(cv.colour([(0.93, 0.91, 0.86)], 0.03))
     bottom = cv.h - cv.u(0.18, 0.22) * cv.A
-    top = bottom - cv.px(cv.u(0.06, 0.09) * cv.A)
+    top = bottom - cv.px(cv.u(0.06, 0.09) * cv.scale * cv.A)
     width = cv.u(0.1, 0.2) * cv.scale * cv.size
     x0 = cv.u(0, 1) * (cv.size - width)
     box = cv.rect(top, bottom, x0, x0 + width, present)
@@ -495,12 +496,13 @@ def _draw_earth(cv: _Canvas, present: np.ndarray) -> None:
 def _draw_grass(cv: _Canvas, present: np.ndarray) -> None:
     """A green, speckled verge between the buildings and the road (h + 0.05-0.27 B).
 
-    It ends above every car top (>= h + 0.3 B) and above any earth patch (>= h + 0.58 B).
+    At object_scale 1 it ends above every car top (>= h + 0.3 B) and above any earth patch
+    (>= h + 0.58 B); the balanced cities' 1.3 can reach h + 0.32 B, where a car may hide a sliver.
     """
     slots = [cv.new_slot(cv.colour([c], 0.04))
              for c in ((0.33, 0.58, 0.22), (0.20, 0.42, 0.14), (0.45, 0.70, 0.30))]
     top = cv.h + cv.u(0.05, 0.12) * cv.B
-    bottom = top + cv.px(cv.u(0.08, 0.15) * cv.B)
+    bottom = top + cv.px(cv.u(0.08, 0.15) * cv.scale * cv.B)
     x0 = cv.u(-0.1, 0.6) * cv.size
     verge = cv.rect(top, bottom, x0, x0 + cv.u(0.35, 0.6) * cv.scale * cv.size, present)
     cv.paint(verge, "grass", slots[0])
@@ -512,7 +514,7 @@ def _draw_fence(cv: _Canvas, present: np.ndarray) -> None:
     """A horizontal band of vertical slats with two rails, standing on the ground line."""
     slot = cv.new_slot(cv.colour([(0.56, 0.39, 0.23), (0.88, 0.87, 0.82), (0.22, 0.36, 0.26)]))
     bottom = cv.h + cv.u(0.0, 0.03) * cv.B
-    top = bottom - cv.px(cv.u(0.1, 0.18) * cv.A)
+    top = bottom - cv.px(cv.u(0.1, 0.18) * cv.scale * cv.A)
     x0 = cv.u(-0.1, 0.6) * cv.size
     x1 = x0 + cv.u(0.4, 0.7) * cv.scale * cv.size
     slats = cv.periodic(x0, cv.u(0.025, 0.04) * cv.size, (0.0, 0.55))
