@@ -29,7 +29,7 @@ from explain.schema import Param, check_params  # noqa: E402
 from explain.view import ExplainError  # noqa: E402
 from serving import convert  # noqa: E402
 from serving.protos.explain.v1 import explain_pb2 as pb  # noqa: E402
-from serving.protos.explain.v1 import explain_pb2_grpc as pb_grpc  # noqa: E402
+from tests.grpc_helpers import explanation_stub, random_images  # noqa: E402
 
 SIZE, CLF = 32, "clf"
 INT64_MAX = 2**63 - 1
@@ -101,17 +101,13 @@ def exported(toys, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stub(exported):
-    from serving.server import start_server
-
-    with start_server(exported[0], port=0, file_system_poll_wait_seconds=0, warmup="none",
-                      max_batch_size=8, batch_timeout_micros=1000) as running:
-        with grpc.insecure_channel(running.address) as channel:
-            yield pb_grpc.ExplanationServiceStub(channel)
+    with explanation_stub(exported[0]) as stub:
+        yield stub
 
 
 @pytest.fixture(scope="module")
 def images():
-    return np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    return random_images(2, SIZE)
 
 
 def request(images: np.ndarray, method: str, params: dict[str, Any] | None = None) -> pb.ExplainRequest:
