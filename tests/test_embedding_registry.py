@@ -40,6 +40,7 @@ from explain.schema import Param  # noqa: E402
 from serving import convert  # noqa: E402
 from serving.protos.explain.v1 import explain_pb2 as pb  # noqa: E402
 from serving.protos.explain.v1 import explain_pb2_grpc as pb_grpc  # noqa: E402
+from tests.registry_helpers import registered  # noqa: E402
 
 SIZE, EMB = 32, "emb"
 
@@ -82,12 +83,8 @@ TOYS = (
 
 @pytest.fixture(scope="module")
 def toys():
-    registry.names()  # load the real methods first
-    for m in TOYS:
-        registry.register(m)
-    yield {m.name: m for m in TOYS}
-    for m in TOYS:  # no leak into the other tests
-        registry.METHODS.pop(m.name, None)
+    with registered(TOYS) as methods:
+        yield methods
 
 
 @pytest.fixture(scope="module")

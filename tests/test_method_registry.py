@@ -30,6 +30,7 @@ from explain.view import ExplainError  # noqa: E402
 from serving import convert  # noqa: E402
 from serving.protos.explain.v1 import explain_pb2 as pb  # noqa: E402
 from tests.grpc_helpers import explanation_stub, random_images  # noqa: E402
+from tests.registry_helpers import registered  # noqa: E402
 
 SIZE, CLF = 32, "clf"
 INT64_MAX = 2**63 - 1
@@ -74,12 +75,8 @@ TOYS = (
 
 @pytest.fixture(scope="module")
 def toys():
-    registry.names()  # load the real methods first
-    for m in TOYS:
-        registry.register(m)
-    yield {m.name: m for m in TOYS}
-    for m in TOYS:
-        registry.METHODS.pop(m.name, None)
+    with registered(TOYS) as methods:
+        yield methods
 
 
 @pytest.fixture(scope="module")
