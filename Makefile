@@ -26,9 +26,11 @@ demo: $(STAMP)
 
 # Two pytest-xdist workers: the suite is mostly single-threaded (12 min 4 s in one process, 7 min
 # 45 s in two, measured from a fresh clone on a quiet 2-core machine); TEST_WORKERS=0 for one process.
+# --dist loadscope keeps each test module on one worker: tests/test_serving_reload.py's tests evolve
+# one model directory in file order, and a module's servers and exports are then built once.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
