@@ -30,9 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluation.intervals import Interval, bootstrap_ci, compare_intervals, paired_bootstrap_ci
 from explain.masks import tie_break_ranks
 
-__all__ = ["step_counts", "pixel_order", "perturbed_images", "deletion_insertion", "CurveResult", "auc", "MODES"]
+__all__ = ["step_counts", "pixel_order", "perturbed_images", "deletion_insertion", "CurveResult", "auc", "MODES",
+           "AUCSummary", "auc_summary"]
 
 Classify = Callable[[np.ndarray], np.ndarray]
 MODES = ("deletion", "insertion")
@@ -216,3 +218,64 @@ def deletion_insertion(
     fractions = np.arange(s1, dtype=np.float64) / (s1 - 1)
     return CurveResult(fractions, counts, curves["deletion"], curves["insertion"], auc(curves["deletion"], fractions),
                        auc(curves["insertion"], fractions), calls)
+
+
+@dataclass(frozen=True)
+class AUCSummary:
+    """One method's AUCs over N images with seeded 95% percentile-bootstrap intervals.
+
+    Attributes:
+        deletion, insertion: mean AUC over the images and its interval.
+        deletion_vs_random, insertion_vs_random: paired mean difference (method − baseline) over the
+            same images and its interval; NaN without a baseline.
+        beats_random_deletion, beats_random_insertion: "holds" when the paired interval lies on the
+            good side of 0 (below for deletion, above for insertion), "does not hold" on the other
+            side, "inconclusive" when it contains 0 (or without a baseline).
+    """
+
+    deletion: Interval
+    insertion: Interval
+    deletion_vs_random: Interval
+    insertion_vs_random: Interval
+    beats_random_deletion: str
+    beats_random_insertion: str
+
+
+def auc_summary(
+    deletion: np.ndarray,
+    insertion: np.ndarray,
+    random_deletion: np.ndarray | None = None,
+    random_insertion: np.ndarray | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> AUCSummary:
+    """Intervals of a method's deletion and insertion AUC, and its paired difference from a baseline.
+
+    Parameters
+    ----------
+    deletion, insertion : arrays (N,), the method's per-image AUCs
+    random_deletion, random_insertion : arrays (N,) or None, the baseline ordering's AUCs on the same
+        images in the same order (paired: image i of both is drawn together)
+    n_boot : int >= 1, bootstrap resamples
+    seed : int, seed of the resampling (equal seeds give equal intervals)
+
+    Returns
+    -------
+    AUCSummary
+    """
+    zero = Interval(0.0, 0.0, 0.0)
+    nan = Interval(float("nan"), float("nan"), float("nan"))
+    out: dict[str, object] = {}
+    for mode, values, baseline, good_below in (("deletion", deletion, random_deletion, True),
+                                               ("insertion", insertion, random_insertion, False)):
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 1:
+            raise ValueError(f"{mode} AUCs must have shape (N,); got shape {v.shape}")
+        out[mode] = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+        if baseline is None:
+            out[f"{mode}_vs_random"], out[f"beats_random_{mode}"] = nan, "inconclusive"
+            continue
+        diff = paired_bootstrap_ci(v, np.asarray(baseline, dtype=np.float64), n_boot=n_boot, seed=seed)
+        out[f"{mode}_vs_random"] = diff
+        out[f"beats_random_{mode}"] = compare_intervals(zero, diff) if good_below else compare_intervals(diff, zero)
+    return AUCSummary(**out)  # type: ignore[arg-type]

@@ -80,6 +80,16 @@ def test_faithfulness_experiment_on_the_tiny_model_root(tiny_model_root, tmp_pat
     assert {m for m, _ in rows} == {"vgg11", "resnet18", "simple", "simpler"}
     assert all(0.0 <= r[3] <= 1.0 and 0.0 <= r[4] <= 1.0 for r in auc["rows"])
     assert ("vgg11", "random") in rows and ("vgg11", "gradcam") in rows
+    col = {c: i for i, c in enumerate(auc["columns"])}
+    for r in auc["rows"]:  # every interval holds its estimate; only methods are compared with random
+        assert r[col["deletion 95% low"]] <= r[col["deletion AUC"]] + 1e-12 <= r[col["deletion 95% high"]] + 2e-12
+        assert r[col["insertion 95% low"]] <= r[col["insertion AUC"]] + 1e-12 <= r[col["insertion 95% high"]] + 2e-12
+        expected = {"–"} if r[1] == "random" else {"holds", "does not hold", "inconclusive"}
+        assert r[col["deletion beats random"]] in expected and r[col["insertion beats random"]] in expected
+    per_image = json.loads((out / "tables" / "faithfulness_auc_images.json").read_text())["rows"]
+    assert len(per_image) == 4 * len(auc["rows"])  # 2 images per class, 2 classes, every (model, method)
+    mean_gradcam = np.mean([r[3] for r in per_image if r[0] == "vgg11" and r[1] == "gradcam"])
+    assert mean_gradcam == pytest.approx(rows[("vgg11", "gradcam")][3])
     rnd = json.loads((out / "tables" / "faithfulness_randomisation.json").read_text())["rows"]
     depth0 = [r for r in rnd if r[2] == 0]
     assert depth0 and all(r[4] == 1.0 and r[5] == pytest.approx(1.0) for r in depth0)

@@ -72,6 +72,48 @@ def test_deletion_insertion_bases_and_ties():
 
 
 # ----------------------------------------------------------------------------------- Spearman / SSIM
+def test_auc_summary_intervals_and_verdicts_against_random():
+    # constant per-image AUCs: every bootstrap mean is the constant, so the interval collapses onto it
+    s = fa.auc_summary(np.full(5, 0.3), np.full(5, 0.8), np.full(5, 0.5), np.full(5, 0.8), seed=1)
+    assert tuple(s.deletion) == pytest.approx((0.3, 0.3, 0.3)) and tuple(s.insertion) == pytest.approx((0.8, 0.8, 0.8))
+    assert tuple(s.deletion_vs_random) == pytest.approx((-0.2, -0.2, -0.2))
+    assert s.beats_random_deletion == "holds"  # lower than random on every image
+    assert tuple(s.insertion_vs_random) == pytest.approx((0.0, 0.0, 0.0))
+    assert s.beats_random_insertion == "inconclusive"  # the interval touches 0
+    worse = fa.auc_summary(np.full(4, 0.6), np.full(4, 0.7), np.full(4, 0.5), np.full(4, 0.8))
+    assert worse.beats_random_deletion == "does not hold" and worse.beats_random_insertion == "does not hold"
+    # two images with AUC 0 and 1: the bootstrap means are 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4, so the
+    # 2.5th and 97.5th percentiles of 2000 draws are 0 and 1 and the estimate is 1/2
+    two = fa.auc_summary(np.array([0.0, 1.0]), np.array([0.0, 1.0]), n_boot=2000, seed=0)
+    assert tuple(two.deletion) == (0.5, 0.0, 1.0)
+    assert np.isnan(two.deletion_vs_random.estimate) and two.beats_random_deletion == "inconclusive"
+    # the pairing matters: a method 0.1 below random on each image, with images that differ a lot
+    rnd = np.array([0.2, 0.9, 0.5, 0.7, 0.3])
+    paired = fa.auc_summary(rnd - 0.1, rnd, rnd, rnd, seed=3)
+    assert paired.deletion.low < rnd.mean() - 0.1 < paired.deletion.high and paired.deletion.high > rnd.mean() - 0.05
+    assert tuple(paired.deletion_vs_random) == pytest.approx((-0.1, -0.1, -0.1)) and paired.beats_random_deletion == "holds"
+    assert fa.auc_summary(rnd, rnd, seed=3).deletion == fa.auc_summary(rnd, rnd, seed=3).deletion  # seeded
+    with pytest.raises(ValueError, match=r"deletion AUCs must have shape \(N,\); got shape \(2, 2\)"):
+        fa.auc_summary(np.zeros((2, 2)), np.zeros(2))
+
+
+def test_add_auc_rows_pairs_each_method_with_the_random_ordering():
+    from evaluation.experiments.faithfulness import _auc_tables, add_auc_rows
+
+    aucs, per_image, _ = _auc_tables()
+    per_key = {"gradcam": {"deletion": np.array([0.1, 0.2, 0.3]), "insertion": np.array([0.9, 0.8, 0.9])},
+               "random": {"deletion": np.array([0.5, 0.6, 0.5]), "insertion": np.array([0.7, 0.7, 0.6])}}
+    add_auc_rows(aucs, per_image, "m", ["a", "b", "c"], per_key, seed=0)
+    rows = {r["method"]: r for r in aucs.records()}
+    g = rows["gradcam"]
+    assert g["deletion AUC"] == pytest.approx(0.2) and g["deletion − random"] == pytest.approx(0.2 - 1.6 / 3)
+    assert g["deletion beats random"] == "holds" and g["insertion beats random"] == "holds"
+    assert g["deletion 95% low"] <= 0.2 <= g["deletion 95% high"]
+    assert rows["random"]["deletion beats random"] == "–" and np.isnan(rows["random"]["deletion − random"])
+    assert [(r[1], r[2], r[3]) for r in per_image.rows][:2] == [("gradcam", "a", 0.1), ("gradcam", "b", 0.2)]
+    assert len(per_image.rows) == 6
+
+
 def test_spearman_hand_values_and_ties():
     a = np.array([[[1.0, 2.0], [3.0, 4.0]]])
     assert sa.spearman(a, np.array([[[1.0, 3.0], [2.0, 4.0]]]))[0] == pytest.approx(0.8)  # 1 − 6·2/(4·15)

@@ -42,13 +42,14 @@ from evaluation import sanity as sa
 from evaluation.cache import cache_key
 from evaluation.confidence import base_images, zero_base
 from evaluation.experiments.confidence_gains import perturbation_iterations
+from evaluation.intervals import bootstrap_ci
 from evaluation.measures import resize_maps
 from evaluation.pipeline import Context, experiment
 from evaluation.report import Section
 from evaluation.tables import Table
 
 __all__ = ["STEPS", "MAX_DEPTHS", "method_specs", "random_maps", "measure_depths", "randomisation_maps",
-           "randomisation_scores", "run"]
+           "randomisation_scores", "add_auc_rows", "run"]
 
 #: Steps of the deletion/insertion curves (5% of the pixels each).
 STEPS = 20
@@ -207,6 +208,52 @@ def _randomisation(ctx: Context, model: str, idx: np.ndarray, y: np.ndarray) -> 
             depths, layers)
 
 
+_AUC_COLUMNS = ["model", "method", "images", "deletion AUC", "insertion AUC", "insertion − deletion",
+                "deletion 95% low", "deletion 95% high", "insertion 95% low", "insertion 95% high",
+                "deletion − random", "deletion − random 95% low", "deletion − random 95% high", "deletion beats random",
+                "insertion − random", "insertion − random 95% low", "insertion − random 95% high",
+                "insertion beats random"]
+
+
+def _auc_tables() -> tuple[Table, Table, Table]:
+    aucs = Table("faithfulness_auc", "Deletion and insertion AUC per method and architecture (Petsiuk et al. 2018)",
+                 _AUC_COLUMNS, digits=3,
+                 note="Mean over the images of the area under p_y as 5% steps of pixels are removed (deletion, lower "
+                      "is better) or put back (insertion, higher is better), most salient first; 'random' orders the "
+                      "pixels by seeded noise. Intervals: seeded 95% percentile bootstrap over the images; '− random' "
+                      "is the paired mean difference from the random ordering on the same images, and 'beats random' "
+                      "says holds / does not hold / inconclusive by whether its interval excludes 0 on the good side.")
+    per_image = Table("faithfulness_auc_images", "Deletion and insertion AUC per image",
+                      ["model", "method", "image", "deletion AUC", "insertion AUC"], digits=4, inline=False)
+    curves_t = Table("faithfulness_curves", "Mean deletion and insertion curves (p_y at each fraction of pixels)",
+                     ["model", "method", "curve", *[f"{k / STEPS:g}" for k in range(STEPS + 1)]], digits=3)
+    return aucs, per_image, curves_t
+
+
+def add_auc_rows(aucs: Table, per_image: Table, model: str, image_ids: Sequence[str],
+                 per_key: dict[str, dict[str, np.ndarray]], seed: int) -> None:
+    """One row per method of ``per_key`` (``{key: {"deletion": (N,), "insertion": (N,)}}`` AUCs, with a
+    ``"random"`` key as the paired baseline when present) and its per-image rows."""
+    rnd = per_key.get("random")
+    for key, a in per_key.items():
+        base = None if key == "random" or rnd is None else rnd
+        s = fa.auc_summary(a["deletion"], a["insertion"], None if base is None else base["deletion"],
+                           None if base is None else base["insertion"], seed=seed)
+        aucs.add(model, key, len(a["deletion"]), s.deletion.estimate, s.insertion.estimate,
+                 float(np.mean(a["insertion"] - a["deletion"])), s.deletion.low, s.deletion.high, s.insertion.low,
+                 s.insertion.high, *s.deletion_vs_random, s.beats_random_deletion if base is not None else "–",
+                 *s.insertion_vs_random, s.beats_random_insertion if base is not None else "–")
+        for i, d, ins in zip(image_ids, a["deletion"], a["insertion"]):
+            per_image.add(model, key, i, float(d), float(ins))
+
+
+def _spearman_interval(values: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """Mean Spearman ρ over the images (NaN = constant map, left out) and its bootstrap interval."""
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan"), float("nan")
+    return tuple(bootstrap_ci(values, n_boot=2000, seed=seed))  # type: ignore[return-value]
+
+
 @experiment("faithfulness", "Faithfulness: deletion/insertion AUC and the model-randomisation sanity check")
 def run(ctx: Context) -> Section:
     section = Section("faithfulness", "Faithfulness: deletion/insertion AUC and the model-randomisation sanity check")
@@ -215,19 +262,15 @@ def run(ctx: Context) -> Section:
     images_u8 = ctx.data.images[idx]
     x = images_u8.astype(np.float32) / 255.0
     bases = {"deletion": zero_base(x), "insertion": base_images(x, "gaussian")}
-    aucs = Table("faithfulness_auc", "Deletion and insertion AUC per method and architecture (Petsiuk et al. 2018)",
-                 ["model", "method", "images", "deletion AUC", "insertion AUC", "insertion − deletion"], digits=3,
-                 note="Mean over the images of the area under p_y as 5% steps of pixels are removed (deletion, lower "
-                      "is better) or put back (insertion, higher is better), most salient first; 'random' orders the "
-                      "pixels by seeded noise.")
-    curves_t = Table("faithfulness_curves", "Mean deletion and insertion curves (p_y at each fraction of pixels)",
-                     ["model", "method", "curve", *[f"{k / STEPS:g}" for k in range(STEPS + 1)]], digits=3)
+    aucs, per_image, curves_t = _auc_tables()
     rand_t = Table("faithfulness_randomisation",
                    "Cascading model-parameter randomisation (Adebayo et al. 2018): similarity to the original maps",
-                   ["model", "method", "randomised layers", "down to layer", "Spearman", "SSIM", "constant maps"],
+                   ["model", "method", "randomised layers", "down to layer", "Spearman", "SSIM", "constant maps",
+                    "Spearman 95% low", "Spearman 95% high"],
                    digits=3, note="Layers re-initialised top-down, cumulatively; mean over the images of the Spearman "
                                   "rank correlation and SSIM with the unrandomised model's map (NaN Spearman where a map "
-                                  "is constant, counted). A method that passes falls towards 0.")
+                                  "is constant, counted and left out of the mean and of its seeded 95% bootstrap "
+                                  "interval over the images). A method that passes falls towards 0.")
     notes = []
     for model in ctx.base_classifiers():
         info = ctx.models[model]
@@ -235,6 +278,7 @@ def run(ctx: Context) -> Section:
         y = np.argmax(p_full, axis=1)
         specs = method_specs(info.methods, getattr(info, "input_size", None), ctx.config.seed)
         mean_curves: dict[str, dict[str, np.ndarray]] = {}
+        per_key: dict[str, dict[str, np.ndarray]] = {}
         for key, method, params in [*specs, ("random", "random", {})]:
             if method == "random":
                 maps = random_maps(len(idx), x.shape[1:3], ctx.config.seed)
@@ -244,11 +288,11 @@ def run(ctx: Context) -> Section:
                 if maps.shape[1:] != x.shape[1:3]:
                     maps = resize_maps(maps, tuple(x.shape[1:3]))
             c = _curves(ctx, model, key, params, idx, maps, x, y, bases)
-            d_auc, i_auc = fa.auc(c["deletion"]), fa.auc(c["insertion"])
-            aucs.add(model, key, len(idx), float(d_auc.mean()), float(i_auc.mean()), float((i_auc - d_auc).mean()))
+            per_key[key] = {"deletion": fa.auc(c["deletion"]), "insertion": fa.auc(c["insertion"])}
             mean_curves[key] = {k: v.mean(axis=0) for k, v in c.items()}
             for k, v in mean_curves[key].items():
                 curves_t.add(model, key, k, *[float(a) for a in v])
+        add_auc_rows(aucs, per_image, model, ctx.image_ids(idx), per_key, ctx.config.seed)
         frac = np.arange(STEPS + 1) / STEPS
         for kind in ("deletion", "insertion"):
             path, rel = ctx.figure(f"faithfulness_{kind}_{model}")
@@ -264,8 +308,9 @@ def run(ctx: Context) -> Section:
         for m, s in scores.items():
             for row, d in enumerate([0, *depths]):
                 sp = s["spearman"][row]
-                rand_t.add(model, m, d, layers[d - 1] if d else "–", float(np.nanmean(sp)) if np.isfinite(sp).any()
-                           else float("nan"), float(np.mean(s["ssim"][row])), int(np.sum(~np.isfinite(sp))))
+                mean_sp, low, high = _spearman_interval(sp, ctx.config.seed)
+                rand_t.add(model, m, d, layers[d - 1] if d else "–", mean_sp, float(np.mean(s["ssim"][row])),
+                           int(np.sum(~np.isfinite(sp))), low, high)
         path, rel = ctx.figure(f"faithfulness_randomisation_{model}")
         plots.curves(path, np.asarray([0, *depths]), {m: np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan
                                                                    for r in s["spearman"]]) for m, s in scores.items()},
@@ -273,11 +318,12 @@ def run(ctx: Context) -> Section:
                      ylim=(-0.2, 1.05))
         section.figures.append((rel, f"{model}: Spearman rank correlation of each method's map with the original model's "
                                      f"as layers are re-initialised from the logits down ({len(layers)} layers)"))
-    section.tables += [aucs, curves_t, rand_t]
+    section.tables += [aucs, per_image, curves_t, rand_t]
     section.text = (
         f"Deletion and insertion curves (Petsiuk et al. 2018) of every served method on {idx.size} test images per "
         f"model ({STEPS} steps of {100 / STEPS:g}% of the pixels; deletion to zeros, insertion from the blurred image), "
-        "and the cascading model-parameter randomisation test (Adebayo et al. 2018) computed in-process on the served "
+        "with seeded 95% bootstrap intervals over the images and the paired difference from a random ordering, and "
+        "the cascading model-parameter randomisation test (Adebayo et al. 2018) computed in-process on the served "
         "SavedModels. y is the class the model predicts for the original image."
         + ("\n\n" + "; ".join(notes) + "." if notes else "")
     )
