@@ -35,8 +35,11 @@ def test_measure_depths_and_random_maps():
     assert fx.measure_depths(3) == [1, 2, 3]
     assert fx.measure_depths(41, 8) == [1, 7, 12, 18, 24, 30, 35, 41]
     assert fx.measure_depths(0) == []
-    r = fx.random_maps(2, (4, 5), seed=0)
-    assert r.shape == (2, 4, 5) and np.array_equal(r, fx.random_maps(2, (4, 5), seed=0))
+    r = fx.random_maps(["a/1", "b/2"], (4, 5), seed=0)
+    assert r.shape == (2, 4, 5) and np.array_equal(r, fx.random_maps(["a/1", "b/2"], (4, 5), seed=0))
+    # an image's noise depends on its id, not on its place in the sample (the cached curves stay valid)
+    assert np.array_equal(fx.random_maps(["c/3", "b/2"], (4, 5), seed=0)[1], r[1])
+    assert not np.array_equal(r[0], r[1]) and not np.array_equal(fx.random_maps(["a/1"], (4, 5), seed=1)[0], r[0])
     specs = fx.method_specs(["gradcam", "occlusion", "perturbation_mask"], (96, 96, 3), 5)
     assert specs == [("gradcam", "gradcam", {}), ("occlusion 50", "occlusion", {"patch_size_at_224": 50}),
                      ("perturbation", "perturbation_mask", {"iterations": 100, "seed": 5})]

@@ -436,7 +436,8 @@ class _Tables:
                      "already classified as y (any mask would stop at once); negative_gain: p(I_{AM,K}) − p(I_K) < 0 "
                      "for the accurate mask; over_max_growth: not classified as y within 50 growths; empty_mask: an "
                      "empty intersection. SCG leaves out not_confident, empty masks and a negative gain of the "
-                     "once-dilated initial mask, so its count can differ from CCG's."),
+                     "mask (M itself; grown once first only with dilate_first), so its count can differ from "
+                     "CCG's."),
             utilisation=Table(
                 "confidence_utilisation", "CCG forward passes and batch utilisation per ccg call "
                 "(all masks of one model, kernel and ρ batched together)",

@@ -31,6 +31,7 @@ stays the original model's prediction.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -76,9 +77,12 @@ def method_specs(methods: Sequence[str], input_size: Sequence[int] | None, seed:
     return out
 
 
-def random_maps(n: int, shape: Sequence[int], seed: int) -> np.ndarray:
-    """Seeded uniform-noise maps ``(n, H, W)``: the baseline ordering."""
-    return np.random.default_rng([int(seed), 1806]).random((n, int(shape[0]), int(shape[1])))
+def random_maps(image_ids: Sequence[str], shape: Sequence[int], seed: int) -> np.ndarray:
+    """Seeded uniform-noise maps ``(N, H, W)``, the baseline ordering: image ``i``'s map depends only
+    on ``(seed, image_ids[i])``, not on its place in the sample, so its cached curves stay valid
+    whatever sample a later run draws."""
+    return np.stack([np.random.default_rng([int(seed), 1806, zlib.crc32(str(i).encode())]).random(
+        (int(shape[0]), int(shape[1]))) for i in image_ids]) if len(image_ids) else np.zeros((0, *shape[:2]))
 
 
 def measure_depths(num_layers: int, max_depths: int = MAX_DEPTHS) -> list[int]:
@@ -279,9 +283,9 @@ def run(ctx: Context) -> Section:
         specs = method_specs(info.methods, getattr(info, "input_size", None), ctx.config.seed)
         mean_curves: dict[str, dict[str, np.ndarray]] = {}
         per_key: dict[str, dict[str, np.ndarray]] = {}
-        for key, method, params in [*specs, ("random", "random", {})]:
+        for key, method, params in [*specs, ("random", "random", {"noise": "per image id"})]:
             if method == "random":
-                maps = random_maps(len(idx), x.shape[1:3], ctx.config.seed)
+                maps = random_maps(ctx.image_ids(idx), x.shape[1:3], ctx.config.seed)
             else:
                 r = ctx.explain(model, method, idx, desc=f"{key} {model}", **params)
                 maps = np.asarray(r["heatmap"], np.float64)

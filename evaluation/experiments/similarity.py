@@ -51,11 +51,18 @@ def _resize_nearest(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def landmark_mass_share(maps: np.ndarray, object_masks: np.ndarray) -> np.ndarray:
     """Share of each map's positive mass on the object, ``(N,)``.
 
-    The map (target-layer resolution) is spread over the input pixels with nearest-neighbour
-    resizing and divided by the number of pixels per cell, which keeps its total unchanged.
+    Each cell of the map ``(N, h, w)`` (target-layer resolution) spreads its positive value evenly
+    over the input pixels that nearest-neighbour resizing assigns to it (value / pixels of the
+    cell), so every cell keeps its mass even when the input size is not a multiple of the grid
+    (128 px over 12 cells: cells of 10 and 11 pixels). ``object_masks`` ``(N, H, W)`` is 1 on the
+    object's pixels. NaN where a map has no positive mass.
     """
     size = object_masks.shape[1:]
-    up = _resize_nearest(np.maximum(maps, 0.0), size)
+    n, h, w = maps.shape
+    rows = (np.arange(size[0]) * h // size[0]).astype(int)
+    cols = (np.arange(size[1]) * w // size[1]).astype(int)
+    per_pixel = 1.0 / np.outer(np.bincount(rows, minlength=h)[rows], np.bincount(cols, minlength=w)[cols])
+    up = _resize_nearest(np.maximum(maps, 0.0), size) * per_pixel
     total = up.sum(axis=(1, 2))
     inside = (up * object_masks).sum(axis=(1, 2))
     return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
@@ -129,7 +136,8 @@ def run(ctx: Context) -> Section:
     from evaluation.findings import grid_text, landmark_enrichment_findings
 
     section.findings += landmark_enrichment_findings(
-        per_pair, per_query, poolings, {m: grid_text(ctx.models[m].target_shape) for m in per_pair})
+        per_pair, per_query, poolings, {m: grid_text(ctx.models[m].target_shape) for m in per_pair},
+        seed=ctx.config.seed)
     section.text = (
         "Each query is paired with its top-3 retrievals. A similarity map decomposes the cosine similarity over "
         "the target-layer cells (it sums to s); the landmark mass share is the share of a map's positive mass "

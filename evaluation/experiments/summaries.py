@@ -42,9 +42,11 @@ Reported: a table of every summary (regularity, coherence, objects), one figure 
 with each summary's member crops side by side and their mean footprint, the architecture table
 (number of summaries, mean regularity, coverage = the share of the class's images contributing to
 at least one summary) with a bar chart, and the finding "most summaries of a class fall on its
-planted discriminative objects": a summary *falls on* them when the majority of its members'
-region pixels are pixels of the class's planted objects (``ctx.data.discriminative``); the
-finding holds when more than half of all summaries (pooled over models and classes) do.
+planted discriminative objects": a summary *falls on* them when most of its members hit them in
+the pointing game (the member's importance peak inside its region within a tolerance of a planted
+pixel of the class, ``ctx.data.discriminative``; :func:`pointing_hits`), and the stricter pixel rule (a majority of
+the members' region pixels are planted pixels) is reported beside it; the finding holds when more
+than half of all summaries (pooled over models and classes) fall on them.
 
 **Offline, not served.** The service's ``Explain`` does not return an image's regions with the
 summaries they belong to: summaries are a data-set-level analysis, and serving them would make the
