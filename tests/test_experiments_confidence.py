@@ -53,29 +53,46 @@ def test_table1_layout_columns_and_values():
 
 
 # ----------------------------------------------------------------------------------- finding 3
-def _summ(values):
-    return {(k, "gaussian", 0.25): {"ccg": v} for k, v in values.items()}
+def _summ(values, n=4):
+    """Every image with the same CCG: each bootstrap mean equals the value, so the intervals collapse."""
+    return {(k, "gaussian", 0.25): {"ccg": v, "ccg_values": np.full(n, v)} for k, v in values.items()}
 
 
 def test_finding3_cases_and_majority():
-    s1 = _summ({"occ 10": 100.0, "grad 5": 150.0, "occ 10 ∩ grad 5": 160.0,   # holds: 160 > 150
-                "C-MWP": 200.0, "C-MWP ∩ grad 5": 190.0})                     # fails: 190 <= 200
+    s1 = _summ({"occ 10": 100.0, "grad 5": 150.0, "occ 10 ∩ grad 5": 160.0,   # holds: 160 > 150 > 100
+                "C-MWP": 200.0, "C-MWP ∩ grad 5": 190.0})                     # fails: 190 < 200
     s2 = _summ({"occ 10": 100.0, "grad 5": np.nan, "occ 10 ∩ grad 5": 300.0,  # NaN: not evaluated
-                "C-MWP": 100.0, "C-MWP ∩ grad 5": 151.0})                     # holds: 151 > 150? grad 5 is NaN -> None
+                "C-MWP": 100.0, "C-MWP ∩ grad 5": 151.0})                     # grad 5 is NaN -> None
     cases = cg.finding3_cases({"m1": s1, "m2": s2}, pairs=[("occ 10", "grad 5"), ("C-MWP", "grad 5")],
                               kernels=("gaussian",), rhos=(0.25,))
-    got = [(c["model"], c["pair"], c["holds"]) for c in cases]
-    assert got == [("m1", "occ 10 ∩ grad 5", True), ("m1", "C-MWP ∩ grad 5", False),
+    got = [(c["model"], c["pair"], c["verdict"]) for c in cases]
+    assert got == [("m1", "occ 10 ∩ grad 5", "holds"), ("m1", "C-MWP ∩ grad 5", "does not hold"),
                    ("m2", "occ 10 ∩ grad 5", None), ("m2", "C-MWP ∩ grad 5", None)]
-    f = cg.finding3(cases)
-    assert f.holds is False  # 1 of 2 evaluated is not a strict majority
-    assert "1 of 2 cases" in f.evidence and "2 cases not evaluated" in f.evidence
-    assert "occ 10 ∩ grad 5: 1/1 (mean CCG×100 160.0 vs best single 150.0, mean difference +10.0)" in f.evidence
+    assert tuple(cases[0]["vs_a"]) == pytest.approx((60.0, 60.0, 60.0)) and tuple(cases[0]["vs_b"]) == pytest.approx((10.0, 10.0, 10.0))
+    f = cg.finding3(cases, {"m1": "8×8"})
+    assert f.verdict == "inconclusive"  # 1 holds, 1 does not: no strict majority
+    assert "holds in 1, does not hold in 1, inconclusive in 0 of 2 cases" in f.evidence
+    assert "2 cases not evaluated" in f.evidence and "grids: m1 8×8" in f.evidence
+    assert "occ 10 ∩ grad 5: 1/1 hold (mean CCG×100 160.0 vs best single 150.0, mean difference +10.0)" in f.evidence
     s3 = _summ({"occ 10": 100.0, "grad 5": 150.0, "occ 10 ∩ grad 5": 151.0})
     cases3 = cg.finding3_cases({"m1": s1, "m3": s3}, pairs=[("occ 10", "grad 5"), ("C-MWP", "grad 5")],
                                kernels=("gaussian",), rhos=(0.25,))
-    assert cg.finding3(cases3).holds is True  # 2 of 3
+    assert cg.finding3(cases3).verdict == "holds"  # 2 of 3
     assert cg.finding3([]).holds is None
+
+
+def test_finding3_is_inconclusive_when_the_images_disagree():
+    # per image the intersection beats a on two images and loses on two: the mean is higher (+5) but the
+    # paired interval of four images spans 0; an excluded image (NaN) is left out of its own mean only
+    pair = np.array([130.0, 130.0, 90.0, 90.0, np.nan])
+    a = np.array([100.0, 100.0, 110.0, 110.0, 500.0])
+    b = np.full(5, 10.0)
+    summ = {(k, "gaussian", 0.25): {"ccg": float(np.nanmean(v)), "ccg_values": v}
+            for k, v in (("occ 10", a), ("grad 5", b), ("occ 10 ∩ grad 5", pair))}
+    (case,) = cg.finding3_cases({"m": summ}, pairs=[("occ 10", "grad 5")], kernels=("gaussian",), rhos=(0.25,))
+    assert case["vs_a"].estimate == pytest.approx(110.0 - 184.0)  # nanmean(pair) − mean(a) over their own images
+    assert case["vs_a"].low < 0 < case["vs_a"].high and case["vs_b"].low > 0
+    assert case["verdict"] == "inconclusive"
 
 
 # ----------------------------------------------------------------------------------- batched evaluation

@@ -44,8 +44,9 @@ top-ρ pixel) is left out of both SCG and CCG: its hybrid is the base image (SCG
 would be 0/0; how often that happens is itself a result (column ``empty_mask``).
 
 Reference finding 3 (SPEC §4) is evaluated per case (model, kernel, ρ, pair): the intersection's
-mean CCG must exceed the larger of the two single methods' mean CCG; it holds when it holds for a
-strict majority of the evaluated cases (cases with a NaN mean are not evaluated).
+mean CCG must exceed each single method's, shown by paired 95% bootstrap intervals over the images
+(holds / does not hold / inconclusive per case, :func:`finding3_cases`); the finding is the verdict
+of a strict majority of the evaluated cases (cases with a NaN mean are not evaluated).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ import numpy as np
 from evaluation import plots
 from evaluation.confidence import (CCGResult, base_classified_as_y, base_images, blur_params, ccg, scg_for_masks,
                                    summarize)
+from evaluation.findings import grid_text, overall_verdict
+from evaluation.intervals import VERDICTS, Interval, compare_intervals, paired_bootstrap_ci
 from evaluation.measures import resize_maps
 from evaluation.pipeline import Context, experiment
 from evaluation.report import Finding, Section
@@ -338,19 +341,26 @@ def exclusion_rows(key: str, kernel: str, rho: float, scg_values: np.ndarray, cc
 
 
 def finding3_cases(
-    summaries: Mapping[str, Mapping[tuple[str, str, float], Mapping[str, float]]],
+    summaries: Mapping[str, Mapping[tuple[str, str, float], Mapping[str, Any]]],
     pairs: Sequence[tuple[str, str]] = PAIRS,
     kernels: Sequence[str] = KERNELS,
     rhos: Sequence[float] = RHOS,
+    seed: int = 0,
+    n_boot: int = 2000,
 ) -> list[dict[str, Any]]:
-    """Cases (model, kernel, ρ, pair): intersection mean CCG vs the better single method's.
+    """Cases (model, kernel, ρ, pair): the intersection's mean CCG against each of its two methods'.
 
     Args:
-        summaries: model -> ``(row key, kernel, ρ)`` -> ``{"ccg": mean ×100, ...}``.
+        summaries: model -> ``(row key, kernel, ρ)`` -> ``{"ccg": mean ×100, "ccg_values": (N,) per-image
+            CCG ×100, NaN where the image is left out}``; the ``N`` images are the same for every key.
+        seed, n_boot: Seed and resamples of the paired bootstrap over the images.
 
     Returns:
-        Dicts with model, kernel, rho, pair, pair_ccg, a, a_ccg, b, b_ccg, holds (``None`` when a
-        mean is NaN or missing).
+        Dicts with model, kernel, rho, pair, pair_ccg, a, a_ccg, b, b_ccg, the paired differences
+        ``vs_a`` / ``vs_b`` (:class:`~evaluation.intervals.Interval` of mean(pair) − mean(method),
+        each mean over its own images left in) and ``verdict``: "holds" when both intervals lie
+        above 0, "does not hold" when either lies below 0, "inconclusive" otherwise, ``None`` (not
+        evaluated) when a mean is NaN or missing.
     """
     cases = []
     for model, summ in summaries.items():
@@ -360,33 +370,56 @@ def finding3_cases(
                     pk = pair_key(a, b)
                     if (pk, k, r) not in summ:
                         continue
-                    v = [float(summ.get((x, k, r), {}).get("ccg", np.nan)) for x in (pk, a, b)]
-                    holds = None if not np.all(np.isfinite(v)) else bool(v[0] > max(v[1], v[2]))
-                    cases.append({"model": model, "kernel": k, "rho": r, "pair": pk, "pair_ccg": v[0],
-                                  "a": a, "a_ccg": v[1], "b": b, "b_ccg": v[2], "holds": holds})
+                    rows = [summ.get((x, k, r), {}) for x in (pk, a, b)]
+                    v = [float(row.get("ccg", np.nan)) for row in rows]
+                    case = {"model": model, "kernel": k, "rho": r, "pair": pk, "pair_ccg": v[0], "a": a,
+                            "a_ccg": v[1], "b": b, "b_ccg": v[2], "vs_a": None, "vs_b": None, "verdict": None}
+                    if np.all(np.isfinite(v)):
+                        values = [np.asarray(row["ccg_values"], np.float64) for row in rows]
+                        case["vs_a"] = paired_bootstrap_ci(values[0], values[1], n_boot=n_boot, seed=seed)
+                        case["vs_b"] = paired_bootstrap_ci(values[0], values[2], n_boot=n_boot, seed=seed)
+                        case["verdict"] = _case_verdict(case["vs_a"], case["vs_b"])
+                    cases.append(case)
     return cases
 
 
-def finding3(cases: Sequence[Mapping[str, Any]]) -> Finding:
-    """SPEC §4 finding 3: holds when it holds for a strict majority of the evaluated cases."""
+def _case_verdict(*differences: Interval) -> str:
+    zero = Interval(0.0, 0.0, 0.0)
+    states = [compare_intervals(d, zero) for d in differences]
+    if all(st == "holds" for st in states):
+        return "holds"
+    return "does not hold" if "does not hold" in states else "inconclusive"
+
+
+def finding3(cases: Sequence[Mapping[str, Any]], grids: Mapping[str, str] | None = None) -> Finding:
+    """SPEC §4 finding 3: the verdict of a strict majority of the evaluated cases (else inconclusive).
+
+    Args:
+        cases: From :func:`finding3_cases`.
+        grids: Model -> its target layer's map grid (``"8×8"``), printed in the evidence.
+    """
     title = "Intersections of two methods' masks give a higher CCG than either method alone, on average"
-    ev = [c for c in cases if c["holds"] is not None]
+    ev = [c for c in cases if c["verdict"] is not None]
     if not ev:
-        return Finding(title, None, "no case with finite mean CCG for a pair and both of its methods")
-    k = sum(bool(c["holds"]) for c in ev)
+        return Finding.from_verdict(title, None, "no case with finite mean CCG for a pair and both of its methods")
+    counts = {st: sum(c["verdict"] == st for c in ev) for st in VERDICTS}
     parts = []
     for pk in dict.fromkeys(c["pair"] for c in ev):
         pc = [c for c in ev if c["pair"] == pk]
-        kp = sum(bool(c["holds"]) for c in pc)
         gain = np.mean([c["pair_ccg"] - max(c["a_ccg"], c["b_ccg"]) for c in pc])
-        parts.append(f"{pk}: {kp}/{len(pc)} (mean CCG×100 {np.mean([c['pair_ccg'] for c in pc]):.1f} vs best single "
+        parts.append(f"{pk}: {sum(c['verdict'] == 'holds' for c in pc)}/{len(pc)} hold (mean CCG×100 "
+                     f"{np.mean([c['pair_ccg'] for c in pc]):.1f} vs best single "
                      f"{np.mean([max(c['a_ccg'], c['b_ccg']) for c in pc]):.1f}, mean difference {gain:+.1f})")
-    evidence = (f"intersection CCG > max of the two methods' CCG in {k} of {len(ev)} cases (model × kernel × ρ × pair); "
-                "per pair: " + "; ".join(parts))
+    evidence = (f"per case (model × kernel × ρ × pair), the paired 95% bootstrap intervals over the images of the "
+                f"intersection's mean CCG minus each method's: holds in {counts['holds']}, does not hold in "
+                f"{counts['does not hold']}, inconclusive in {counts['inconclusive']} of {len(ev)} cases; per pair: "
+                + "; ".join(parts))
+    if grids:
+        evidence += "; grids: " + ", ".join(f"{m} {g}" for m, g in grids.items())
     skipped = len(cases) - len(ev)
     if skipped:
         evidence += f"; {skipped} cases not evaluated (no image left for a mean)"
-    return Finding(title, k > len(ev) / 2, evidence)
+    return Finding.from_verdict(title, overall_verdict([c["verdict"] for c in ev]), evidence)
 
 
 def _at_size(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -482,8 +515,8 @@ def run(ctx: Context) -> Section:
         summaries[model] = summ
         _model_figures(ctx, section, model, specs, heat, summ, pooled, images_u8, idx.size)
     section.tables += tables.all()
-    cases = finding3_cases(summaries)
-    section.findings.append(finding3(cases))
+    cases = finding3_cases(summaries, seed=ctx.config.seed)
+    section.findings.append(finding3(cases, {m: grid_text(ctx.models[m].target_shape) for m in models}))
     section.text = _section_text(models, idx.size, x.shape[1:3], notes)
     ctx.results["confidence"] = {"finding3_cases": cases}
     return section
@@ -532,7 +565,8 @@ def _gains_of_model(ctx: Context, model: str, heat: dict[str, np.ndarray], x: np
             rho_text = f"{rho * 100:g}%"
             for key in masks:
                 summ[(key, kernel, rho)] = {"scg": summarize(res.scg[key])["mean_x100"],
-                                            "ccg": summarize(res.ccg[key])["mean_x100"]}
+                                            "ccg": summarize(res.ccg[key])["mean_x100"],
+                                            "ccg_values": 100.0 * np.asarray(res.ccg[key], np.float64)}
                 tables.exclusions.add(model, *exclusion_rows(key, kernel, rho, res.scg[key], res.ccg[key],
                                                              res.growths[key], res.reasons[key]))
                 used = np.isfinite(res.ccg[key])
