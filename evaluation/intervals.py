@@ -13,6 +13,7 @@ separated in the claimed direction, "does not hold" when separated the other way
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -99,7 +100,8 @@ def bootstrap_ci(
         return Interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(int(n_boot), n))
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a draw of only NaN rows: its NaN is dropped
         est = float(statistic(v))
         stats = np.array([float(statistic(v[d])) for d in draws])
     return Interval(est, *_percentiles(stats, alpha))
@@ -131,7 +133,8 @@ def paired_bootstrap_ci(
         return Interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(int(n_boot), n))
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         est = float(statistic(a)) - float(statistic(b))
         stats = np.array([float(statistic(a[d])) - float(statistic(b[d])) for d in draws])
     return Interval(est, *_percentiles(stats, alpha))
