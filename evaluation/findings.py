@@ -228,15 +228,20 @@ def landmark_enrichment_findings(per_pair: Mapping[str, np.ndarray], per_query: 
                                  seed: int = 0) -> list[Finding]:
     """SPEC §4 finding 4 restated: landmark enrichment > 1 per model; max pooling above average pooling.
 
+    The unit of both bootstraps is the query image: a query's pairs share its map, so they are not
+    independent, and 4a resamples queries (each with the mean enrichment of its same-landmark
+    pairs) rather than pairs.
+
     Args:
-        per_pair: Model -> ``(pairs,)`` landmark enrichment of each same-landmark pair's query map.
+        per_pair: Model -> ``(pairs,)`` landmark enrichment of each same-landmark pair's query map
+            (counted in the evidence).
         per_query: Model -> ``(Q,)`` mean enrichment per query image (NaN: no same-landmark pair).
         pooling: Model -> "avg" / "max" (from the model card).
         grids: Model -> ``"h×w"`` of its target layer.
     """
     title_a = "Similarity maps of same-landmark pairs are enriched on the landmark (mass share / area share > 1)"
-    cis = {m: bootstrap_ci(v[np.isfinite(v)], n_boot=n_boot, seed=seed) for m, v in per_pair.items()
-           if np.isfinite(v).any()}
+    queries = {m: np.asarray(v, float)[np.isfinite(np.asarray(v, float))] for m, v in per_query.items()}
+    cis = {m: bootstrap_ci(v, n_boot=n_boot, seed=seed) for m, v in queries.items() if v.size}
     if not cis:
         return [Finding.from_verdict(title_a, None, "no same-landmark pairs with label maps")]
     one = Interval(1.0, 1.0, 1.0)
@@ -245,7 +250,8 @@ def landmark_enrichment_findings(per_pair: Mapping[str, np.ndarray], per_query: 
                else "does not hold" if "does not hold" in states.values() else "inconclusive")
     found = [Finding.from_verdict(title_a, verdict, "; ".join(
         f"{m} ({pooling.get(m, '?')} pooling, grid {grids.get(m, '?')}): enrichment {format_interval(iv)} over "
-        f"{int(np.isfinite(per_pair[m]).sum())} pairs, {states[m]}" for m, iv in cis.items()))]
+        f"{queries[m].size} query images ({int(np.isfinite(per_pair.get(m, np.zeros(0))).sum())} pairs), {states[m]}"
+        for m, iv in cis.items()))]
     title_b = "Max pooling concentrates the similarity maps on the landmark more than average pooling"
     mx = [m for m in cis if pooling.get(m) == "max"]
     av = [m for m in cis if pooling.get(m) == "avg"]

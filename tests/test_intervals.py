@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import re
+
 import numpy as np
 import pytest
 
@@ -122,16 +124,24 @@ def test_overall_verdict_majorities():
 
 
 def test_landmark_enrichment_findings_hand_computed():
-    per_pair = {"e_max": np.array([3.0, 3.0, 3.0]), "e_avg": np.array([0.9, 1.1, 1.0])}
+    per_pair = {"e_max": np.array([3.0, 3.0, 3.0]), "e_avg": np.array([0.9, 1.1, 1.0, 5.0])}
     per_query = {"e_max": np.array([3.0, 3.0, np.nan]), "e_avg": np.array([3.0, 1.0, 1.0])}
     f4a, f4b = fd.landmark_enrichment_findings(per_pair, per_query, {"e_max": "max", "e_avg": "avg"},
                                                {"e_max": "4×4", "e_avg": "4×4"}, n_boot=500, seed=0)
-    # e_avg's interval [~0.93, ~1.07] contains 1: inconclusive; e_max is 3 with no width
-    assert f4a.verdict == "inconclusive" and "e_max (max pooling, grid 4×4): enrichment 3.00 [3.00, 3.00]" in f4a.evidence
+    # the unit is the query: e_max's two queries are both 3 (no width); e_avg's three (3, 1, 1) resample
+    # to all-ones with probability (2/3)^3 = 0.30, so the 2.5th percentile is 1.00 and the interval touches 1
+    # (the 97.5th lies between the means 2.33 and 3, of probabilities 0.22 and 0.04)
+    assert "e_max (max pooling, grid 4×4): enrichment 3.00 [3.00, 3.00] over 2 query images (3 pairs)" in f4a.evidence
+    m = re.search(r"e_avg \(avg pooling, grid 4×4\): enrichment 1\.67 \[1\.00, ([0-9.]+)\] over 3 query images \(4 pairs\), "
+                  r"inconclusive", f4a.evidence)
+    assert f4a.verdict == "inconclusive" and m and 2.33 <= float(m.group(1)) <= 3.0
     # paired over the 2 queries with both: differences (0, 2); resampled means 0, 1, 2 w.p. 1/4, 1/2, 1/4
     assert f4b.verdict == "inconclusive" and "paired over 2 query images" in f4b.evidence and "1.00 [0.00, 2.00]" in f4b.evidence
-    f = fd.landmark_enrichment_findings({"e_max": np.array([3.0, 3.0])}, {}, {"e_max": "max"}, {}, n_boot=50)
+    f = fd.landmark_enrichment_findings({"e_max": np.array([3.0, 3.0])}, {"e_max": np.array([3.0, 3.0])},
+                                        {"e_max": "max"}, {}, n_boot=50)
     assert f[0].verdict == "holds" and f[1].verdict == "not evaluated"
+    none = fd.landmark_enrichment_findings({"e_max": np.array([3.0])}, {"e_max": np.array([np.nan])}, {"e_max": "max"}, {})
+    assert none[0].verdict == "not evaluated"
 
 
 def _residual_pairs(arch: list[float], init1: list[float], init2: list[float]) -> dict:
