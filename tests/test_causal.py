@@ -97,3 +97,32 @@ def test_causal_experiment_on_the_tiny_models(causal_report):
     importance = causal_report["causal_importance"]["rows"]
     assert {r[1] for r in importance} == {"skyscraper", "earth", "signboard", "fence", "plant"}
     assert all(-1.0 <= r[3] <= 1.0 for r in importance)
+
+
+def test_true_class_maps_reuse_the_predicted_class_cache(tiny_model_root, tiny_cities, tmp_path):
+    """The causal experiment explains the true class: images the model gets right come from the
+    predicted-class explanations the other experiments cached; only the others are explained again."""
+    from types import SimpleNamespace
+
+    from evaluation.experiments.causal import true_class_maps
+    from evaluation.pipeline import Context, EvalConfig
+    from serving.client import ExplanationClient
+    from serving.server import start_server
+
+    test = tiny_cities[2]
+    data = SimpleNamespace(images=test.images[:6], labels=test.labels[:6], class_names=test.class_names, ids=None)
+    idx = np.arange(6)
+    with start_server(str(tiny_model_root), port=0, host="127.0.0.1") as srv, \
+            ExplanationClient([srv.address]) as client:
+        ctx = Context(EvalConfig(out=tmp_path, progress=False), client, data)
+        predicted = ctx.explain("simple", "gradcam", idx)  # what another experiment leaves in the cache
+        pred = np.asarray(predicted["class_index"]).ravel()
+        labels = pred.copy()
+        labels[[1, 4]] = 1 - pred[[1, 4]]  # two images "misclassified": their true class is the other one
+        hits, misses = ctx.cache.hits, ctx.cache.misses
+        heat = true_class_maps(ctx, "simple", "gradcam", {}, idx, labels, "Grad-CAM")
+        assert (ctx.cache.hits - hits, ctx.cache.misses - misses) == (6, 2)  # only the two are computed
+        direct = {c: client.explain("simple", "gradcam", data.images, class_index=c).heatmap for c in (0, 1)}
+    for i in range(6):
+        np.testing.assert_allclose(heat[i], direct[int(labels[i])][i], atol=1e-5)
+    assert not np.allclose(heat[1], predicted["heatmap"][1], atol=1e-3)  # the true class's map, not the predicted one's

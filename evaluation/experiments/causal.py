@@ -30,7 +30,7 @@ from evaluation.report import Section
 from evaluation.tables import Table
 from evaluation.twins import causal_agreement, causal_importance, object_mass, summarise_agreement
 
-__all__ = ["CAUSAL_METHODS", "causal_methods", "cities_entry", "model_twin_probabilities", "run"]
+__all__ = ["CAUSAL_METHODS", "causal_methods", "cities_entry", "model_twin_probabilities", "true_class_maps", "run"]
 
 #: ``(registry method, params)``; params as in the localisation experiment (labels come from the registry).
 CAUSAL_METHODS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -86,16 +86,30 @@ def model_twin_probabilities(ctx: Context, model: str, twins: Any) -> dict[str, 
 def _method_agreement(ctx: Context, model: str, method: str, params: Mapping[str, Any], idx: np.ndarray,
                       rows: np.ndarray, twins: Any, delta: np.ndarray, label: str) -> dict[str, float]:
     """Agreement of one method on the twins' rows ``rows`` (data indices ``idx``), per true class."""
-    masses = np.zeros((rows.size, len(twins.objects)))
-    for c in np.unique(twins.labels[rows]):
-        sel = np.flatnonzero(twins.labels[rows] == c)
-        r = ctx.explain(model, method, idx[sel], desc=f"{label} {model} class {c}", class_index=int(c), **params)
-        heat = np.asarray(r["heatmap"], np.float64)
-        maps = twins.label_maps[rows[sel]]
-        if heat.shape[1:] != maps.shape[1:]:
-            heat = resize_maps(heat, tuple(int(s) for s in maps.shape[1:]))
-        masses[sel] = object_mass(heat, maps, twins.object_indices)
+    heat = true_class_maps(ctx, model, method, params, idx, twins.labels[rows], label)
+    maps = twins.label_maps[rows]
+    if heat.shape[1:] != maps.shape[1:]:
+        heat = resize_maps(heat, tuple(int(s) for s in maps.shape[1:]))
+    masses = object_mass(heat, maps, twins.object_indices)
     return summarise_agreement(causal_agreement(masses, delta[rows], twins.present[rows]))
+
+
+def true_class_maps(ctx: Context, model: str, method: str, params: Mapping[str, Any], idx: np.ndarray,
+                    labels: np.ndarray, label: str) -> np.ndarray:
+    """Heat maps ``(N, H, W)`` of the true classes ``labels`` of the images ``idx``.
+
+    The images are first explained for the predicted class, as every other experiment does, so
+    the cached explanations of the localisation and SCG/CCG experiments are reused; only the
+    images the model gets wrong are explained again for their true class.
+    """
+    r = ctx.explain(model, method, idx, desc=f"{label} {model}", **params)
+    heat = np.asarray(r["heatmap"], np.float64).copy()
+    wrong = np.asarray(r["class_index"]).ravel() != labels
+    for c in np.unique(labels[wrong]):
+        sel = np.flatnonzero(wrong & (labels == c))
+        again = ctx.explain(model, method, idx[sel], desc=f"{label} {model} class {c}", class_index=int(c), **params)
+        heat[sel] = np.asarray(again["heatmap"], np.float64)
+    return heat
 
 
 def _probability_rows(model: str, probs: Mapping[str, np.ndarray], twins: Any, num_classes: int,
