@@ -46,12 +46,13 @@ test-apps: $(STAMP)
 CI_SLOW_TESTS = tests/test_evaluation_e2e.py tests/test_causal.py tests/test_segmenter.py \
 	tests/test_distributed_training.py tests/test_folder_training.py tests/test_experiments_faithfulness.py \
 	tests/test_foreign_savedmodels.py tests/test_ray_evaluation.py tests/test_summaries_models.py \
-	tests/test_findings_tiny.py tests/test_train_export.py tests/test_methods_parity.py
+	tests/test_findings_tiny.py tests/test_train_export.py tests/test_methods_parity.py \
+	tests/test_faithfulness_parity.py
 test-ci-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(CI_SLOW_TESTS)
 
-# Xplique 2.0.2 pins tensorflow<=2.20: its own venv, for the parity test (tests/test_methods_parity.py,
-# skipped without it) and bench/bench_methods.py.
+# Xplique 2.0.2 pins tensorflow<=2.20: its own venv, for the parity tests (tests/test_methods_parity.py,
+# tests/test_faithfulness_parity.py; skipped without it) and bench/bench_methods.py.
 XPLIQUE_VENV ?= .venv-xplique
 .PHONY: xplique-venv
 $(XPLIQUE_VENV)/.installed: bench/xplique-requirements.txt
