@@ -63,6 +63,14 @@ def _check(n_boot: int, alpha: float) -> None:
         raise ValueError(f"alpha must lie in (0, 1), e.g. 0.05 for a 95% interval; got {alpha!r}")
 
 
+def _draw_statistics(statistic: Callable[[np.ndarray], float], v: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``statistic(v[d])`` for every row ``d`` of ``draws`` ``(n_boot, N)``: one vectorised reduction
+    for the (nan)mean of a vector, the most common case (the same numbers, ~100× faster than the loop)."""
+    if v.ndim == 1 and statistic in (np.nanmean, np.mean):
+        return statistic(v[draws], axis=1)
+    return np.array([float(statistic(v[d])) for d in draws])
+
+
 def _percentiles(stats: np.ndarray, alpha: float) -> tuple[float, float]:
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:
@@ -103,7 +111,7 @@ def bootstrap_ci(
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a draw of only NaN rows: its NaN is dropped
         est = float(statistic(v))
-        stats = np.array([float(statistic(v[d])) for d in draws])
+        stats = _draw_statistics(statistic, v, draws)
     return Interval(est, *_percentiles(stats, alpha))
 
 
@@ -136,7 +144,7 @@ def paired_bootstrap_ci(
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         est = float(statistic(a)) - float(statistic(b))
-        stats = np.array([float(statistic(a[d])) - float(statistic(b[d])) for d in draws])
+        stats = _draw_statistics(statistic, a, draws) - _draw_statistics(statistic, b, draws)
     return Interval(est, *_percentiles(stats, alpha))
 
 

@@ -172,3 +172,17 @@ def test_finding1_residual_interval_hand_computed():
     assert fd.residual_finding_ci({("a", "b", "architectures"): np.ones(3)}, grids).verdict == "not evaluated"
     with pytest.raises(ValueError, match=r"same images; got shapes \[\(2,\), \(3,\)\]"):
         fd.residual_finding_ci(_residual_pairs([0.5, 0.5, 0.5], [0.1, 0.1], [0.1, 0.1, 0.1]), grids)
+
+
+def test_vectorised_mean_draws_equal_the_loop():
+    """(nan)mean statistics are reduced over all draws at once; a wrapped statistic takes the loop:
+    the same draws must give the same intervals, NaN rows and all-NaN draws included."""
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 12, 40):
+        a, b = rng.normal(size=n), rng.normal(size=n)
+        a[rng.random(n) < 0.3] = np.nan
+        for stat in (np.nanmean, np.mean):
+            looped = lambda x, stat=stat: stat(x)  # noqa: E731 - not the function itself: the loop
+            np.testing.assert_array_equal(bootstrap_ci(a, stat, seed=n), bootstrap_ci(a, looped, seed=n))
+            np.testing.assert_array_equal(paired_bootstrap_ci(a, b, stat, seed=n),
+                                          paired_bootstrap_ci(a, b, looped, seed=n))
