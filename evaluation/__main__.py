@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="report folder (created; reused to resume)")
     p.add_argument("--experiments", default="all", help=f"comma-separated subset of: {', '.join(keys)}")
     p.add_argument("--images-per-class", type=int, default=defaults.images_per_class, help="test images per class for most experiments")
-    p.add_argument("--ccg-images-per-class", type=int, default=defaults.ccg_images_per_class, help="images per class for SCG/CCG")
+    p.add_argument("--ccg-images-per-class", type=int, default=defaults.ccg_images_per_class, help="images per class for the costly work: SCG/CCG, faithfulness, occlusion/perturbation mask/Score-CAM in localisation and causal (summaries take twice this)")
     p.add_argument("--tsne-images-per-class", type=int, default=defaults.tsne_images_per_class, help="images per class for descriptors and t-SNE")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of t-SNE, sampling and perturbation masks")
     p.add_argument("--data-dir", type=Path, help="real images <root>/<class>/<image>: for models trained on it (python -m "

@@ -69,7 +69,7 @@ class EvalConfig:
     servers: list[str] | None = None
     experiments: list[str] | None = None
     images_per_class: int = 24
-    ccg_images_per_class: int = 6
+    ccg_images_per_class: int = 4
     tsne_images_per_class: int = 60
     seed: int = 0
     data_dir: Path | None = None

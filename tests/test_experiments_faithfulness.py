@@ -40,8 +40,9 @@ def test_measure_depths_and_random_maps():
     # an image's noise depends on its id, not on its place in the sample (the cached curves stay valid)
     assert np.array_equal(fx.random_maps(["c/3", "b/2"], (4, 5), seed=0)[1], r[1])
     assert not np.array_equal(r[0], r[1]) and not np.array_equal(fx.random_maps(["a/1"], (4, 5), seed=1)[0], r[0])
-    specs = fx.method_specs(["gradcam", "occlusion", "perturbation_mask"], (96, 96, 3), 5)
+    specs = fx.method_specs(["gradcam", "occlusion", "rise", "perturbation_mask"], (96, 96, 3), 5)
     assert specs == [("gradcam", "gradcam", {}), ("occlusion 50", "occlusion", {"patch_size_at_224": 50}),
+                     ("rise 1000", "rise", {"n_masks": 1000}),
                      ("perturbation", "perturbation_mask", {"iterations": 100, "seed": 5})]
 
 
