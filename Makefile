@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(PY) -m models train --preset $(PRESET) --out $(MODEL_ROOT)
 	$(PY) -m evaluation --model-root $(MODEL_ROOT) --out $(REPORT_DIR)
 
-# Two pytest-xdist workers: the suite is mostly single-threaded (12 min 4 s in one process, 5 min
-# 21 s in two with --dist loadscope, from a fresh clone on a quiet 2-core machine); TEST_WORKERS=0
+# Two pytest-xdist workers: the suite is mostly single-threaded (12 min 4 s in one process, 6 min
+# 2 s in two with --dist loadscope, from a fresh clone on a quiet 2-core machine); TEST_WORKERS=0
 # for one process.
 # --dist loadscope keeps each test module on one worker: tests/test_serving_reload.py's tests evolve
 # one model directory in file order, and a module's servers and exports are then built once.
