@@ -5,8 +5,8 @@ Deletion and insertion (``evaluation.faithfulness``), through the service: for e
 and the first ``ccg_images_per_class`` test images of each class, the heat map of every method the
 model serves (:func:`method_specs`: the in-graph methods, occlusion with 50-pixel patches at 224,
 RISE with :data:`RISE_MASKS` masks, Score-CAM, the optimised perturbation mask with the SCG/CCG
-experiment's iterations and seed, so their explanations share the cache) and of a seeded uniform-noise map (``random``, the baseline a
-method must beat) orders the pixels; :data:`STEPS` + 1 images per curve (the pixels removed or put
+experiment's iterations and seed, so their explanations share the cache) and of a seeded
+uniform-noise map (``random``, the baseline a method must beat) orders the pixels; :data:`STEPS` + 1 images per curve (the pixels removed or put
 back in 5% steps) are classified through ``serving_default`` (``Context.predict``, uint8 on the
 wire, batched). Deletion replaces pixels by zeros (the paper); insertion starts from the Gaussian
 base image of the SCG/CCG experiment (``evaluation.confidence.base_images``: 17×17, σ = 2.9 at 224,
@@ -56,9 +56,9 @@ __all__ = ["STEPS", "MAX_DEPTHS", "RISE_MASKS", "method_specs", "random_maps", "
 STEPS = 20
 #: Depths at which the randomisation test measures the maps (at most).
 MAX_DEPTHS = 8
-#: RISE's masks in this experiment (the method's default is 4000, the paper's): the deletion and insertion
-#: AUCs of RISE with 1000 masks were measured against 4000 on the ``small`` models (bench/RESULTS.md,
-#: "make demo within its budget"), and 4000 masks alone took a quarter of ``make demo``'s evaluation.
+#: RISE's masks in this experiment (the method's default is 4000, the paper's). 4000 masks took a
+#: quarter of ``make demo``'s evaluation; 1000 score deletion AUCs 0.015-0.07 worse on the ``small``
+#: models (bench/RESULTS.md, "`make demo` within its budget again"), so the table labels it ``rise 1000``.
 RISE_MASKS = 1000
 #: Methods with a signature in the SavedModel (single pass) and their extra inputs.
 _SINGLE_PASS_INPUTS = {"dilations": 0, "contrastive": False}
