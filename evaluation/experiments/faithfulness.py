@@ -7,8 +7,8 @@ model serves (:func:`method_specs`: the in-graph methods, occlusion with 50-pixe
 RISE with :data:`RISE_MASKS` masks, Score-CAM, the optimised perturbation mask with the SCG/CCG
 experiment's iterations and seed, so their explanations share the cache) and of a seeded
 uniform-noise map (``random``, the baseline a method must beat) orders the pixels; :data:`STEPS` + 1
-images per curve (the pixels removed or put back in 5% steps) are classified through ``serving_default`` (``Context.predict``, uint8 on the
-wire, batched). Deletion replaces pixels by zeros (the paper); insertion starts from the Gaussian
+images per curve (the pixels removed or put back in 5% steps) are classified through
+``serving_default`` (``Context.predict``, uint8 on the wire, batched). Deletion replaces pixels by zeros (the paper); insertion starts from the Gaussian
 base image of the SCG/CCG experiment (``evaluation.confidence.base_images``: 17×17, σ = 2.9 at 224,
 scaled with the input size). ``y`` is the class the model predicts for the original image. Each
 image's two curves are cached under ``REPORT_DIR/cache`` (kind ``faithfulness``), so a resumed
