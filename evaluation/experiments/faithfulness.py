@@ -8,11 +8,11 @@ RISE with :data:`RISE_MASKS` masks, Score-CAM, the optimised perturbation mask w
 experiment's iterations and seed, so their explanations share the cache) and of a seeded
 uniform-noise map (``random``, the baseline a method must beat) orders the pixels; :data:`STEPS` + 1
 images per curve (the pixels removed or put back in 5% steps) are classified through
-``serving_default`` (``Context.predict``, uint8 on the wire, batched). Deletion replaces pixels by zeros (the paper); insertion starts from the Gaussian
-base image of the SCG/CCG experiment (``evaluation.confidence.base_images``: 17×17, σ = 2.9 at 224,
-scaled with the input size). ``y`` is the class the model predicts for the original image. Each
-image's two curves are cached under ``REPORT_DIR/cache`` (kind ``faithfulness``), so a resumed
-run repeats no forward pass.
+``serving_default`` (``Context.predict``, uint8 on the wire, batched). Deletion replaces pixels by
+zeros (the paper); insertion starts from the Gaussian base image of the SCG/CCG experiment
+(``evaluation.confidence.base_images``: 17×17, σ = 2.9 at 224, scaled with the input size). ``y`` is
+the class the model predicts for the original image. Each image's two curves are cached under
+``REPORT_DIR/cache`` (kind ``faithfulness``), so a resumed run repeats no forward pass.
 
 Randomisation: Adebayo et al. re-initialise the layers of the trained model top-down,
 cumulatively, and compare the maps with the original model's (Spearman rank correlation and SSIM,
