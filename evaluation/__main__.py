@@ -111,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from serving.server import start_server
 
-            server = stack.enter_context(start_server(str(config.model_root), port=0, host="127.0.0.1"))
+            # No warm-up: the evaluation is the server's only client, so a signature's first call pays its
+            # set-up instead, and the signatures it never calls (most of the retrained copies') cost nothing:
+            # 9 s instead of 26 s to start on the ten `small` models.
+            server = stack.enter_context(start_server(str(config.model_root), port=0, host="127.0.0.1",
+                                                      warmup="none"))
             addresses = [server.address]
             print(f"[evaluation] embedded server on {server.address}", file=sys.stderr)
         # retries with backoff (about 30 s in all) so a run rides through a server restart

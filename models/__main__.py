@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from models.presets import CLASSIFIER_NAMES, MODEL_NAMES, PRESETS
+from models.presets import CLASSIFIER_NAMES, MODEL_NAMES, PRESET_ALIASES, PRESETS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                     help="also keep each model's best-on-validation weights as DIR/<name>.weights.h5")
     tr.add_argument("--no-export", action="store_true", help="train only; write nothing to MODEL_ROOT")
+    tr.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                    help="train N models at once, each in its own process with cores/N TensorFlow threads (no "
+                         "progress bars; one line per model); on 2 cores --jobs 2 trains the small preset ~1.4x faster")
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
     tr.add_argument("--verbose", "-v", action="store_true",
                     help="TensorFlow's start-up lines and Keras's per-epoch lines instead of one bar per model")
@@ -190,6 +193,13 @@ def _validate(args: argparse.Namespace) -> None:
     if args.data_dir is not None and args.strategy != "default":
         raise ValueError(f"--strategy {args.strategy} applies to the presets' synthetic data; with --data-dir "
                          "only --strategy default is supported")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs} must be a positive integer")
+    if args.jobs > 1 and args.strategy != "default":
+        raise ValueError(f"--jobs {args.jobs} trains models side by side in separate processes; with --strategy "
+                         f"{args.strategy} use --jobs 1")
+    if args.jobs > 1 and args.data_dir is not None:
+        raise ValueError(f"--jobs {args.jobs} applies to the presets' synthetic data; with --data-dir use --jobs 1")
     if args.data_dir is not None and args.only:
         raise ValueError("--only applies to the presets' synthetic data; with --data-dir use --architectures "
                          f"(accepted: {', '.join(CLASSIFIER_NAMES)}) and --retrained")
@@ -200,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "presets":
         for name, p in PRESETS.items():
-            print(f"{name:<6} {p.description}")
+            print(f"{name:<14} {p.description}")
+        for old, new in PRESET_ALIASES.items():
+            print(f"{old:<14} former name of {new!r}")
         return 0
     if args.command == "describe":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -228,21 +240,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow_quietly(args.verbose)
     if args.data_dir is not None:
         return _train_folder(args)
+    from models.parallel_train import ParallelTrainingError
     from models.presets import format_table, train_preset
 
     t0 = time.perf_counter()
-    records = train_preset(
-        args.preset,
-        None if args.no_export else args.out,
-        seed=args.seed,
-        only=args.only,
-        epochs=args.epochs,
-        verbose=0 if args.quiet else (2 if args.verbose else 1),
-        checkpoint_dir=args.checkpoint_dir,
-        log=print,
-        strategy=strategy,
-        lr_scaling=args.lr_scaling,
-    )
+    try:
+        records = train_preset(
+            args.preset,
+            None if args.no_export else args.out,
+            seed=args.seed,
+            only=args.only,
+            epochs=args.epochs,
+            verbose=0 if args.quiet else (2 if args.verbose else 1),
+            checkpoint_dir=args.checkpoint_dir,
+            log=print,
+            strategy=strategy,
+            lr_scaling=args.lr_scaling,
+            jobs=args.jobs,
+        )
+    except ParallelTrainingError as err:
+        print()
+        print(format_table(err.records))
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print()
     print(format_table(records))
     exported = not args.no_export and is_chief(strategy)

@@ -11,7 +11,7 @@ from models.datasets import DEFAULT_SHARED, make_cities
 from models.datasets.balance import balanced_config, cue_statistics
 
 
-@pytest.mark.parametrize("name", ["tiny-balanced", "small-balanced"])
+@pytest.mark.parametrize("name", ["tiny-balanced", "small", "paper"])
 def test_balanced_presets_draw_balanced_cues_at_their_image_size(name):
     p = P.get_preset(name)
     config = P.city_config(p)

@@ -1,8 +1,8 @@
 """The evaluation's test split is the training's, byte for byte, rebuilt from the model card.
 
 Issue 12: ``regenerate_test_split`` used to call the generator with its default configuration,
-ignoring the card's ``planted`` probabilities (``tiny`` and ``small`` plant every object with
-probability 1), so the evaluation measured the models on images they were never tested on. The
+ignoring the card's ``planted`` probabilities (``tiny`` and ``small-planted`` plant every object
+with probability 1; ``small`` draws the balanced cities), so the evaluation measured the models on images they were never tested on. The
 card's ``dataset`` entry now records the generator's full configuration and a digest of the test
 split; the evaluation rebuilds the split from it and refuses a split that differs.
 """
@@ -48,11 +48,12 @@ def test_tiny_card_rebuilds_the_training_test_split(tiny_city_data, tiny_landmar
     _assert_identical(landmarks, land_test)
 
 
-def test_small_card_rebuilds_the_training_test_split():
+@pytest.mark.parametrize(("preset", "n_test"), [("small", 320), ("small-planted", 160)])
+def test_small_card_rebuilds_the_training_test_split(preset, n_test):
     from models.presets import make_city_data
 
-    train, _, test, config = make_city_data("small", seed=0)
-    assert len(test) == 160 and config["sizes"]["train"] == len(train)
+    train, _, test, config = make_city_data(preset, seed=0)
+    assert len(test) == n_test and config["sizes"]["train"] == len(train)
     _assert_identical(regenerate_test_split(_as_card(config)), test)
     # the generator's default configuration (what the evaluation used before) gives other images:
     # the check above can fail

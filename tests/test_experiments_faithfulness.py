@@ -24,7 +24,7 @@ def exported_simpler(tmp_path_factory):
     keras.utils.set_random_seed(3)
     model = build_classifier("simpler", SIZE, 2, 0.25)
     path = export_classifier(model, tmp_path_factory.mktemp("root") / "simpler", class_names=["a", "b"],
-                             methods=["gradcam", "saliency"])
+                             methods=["gradcam", "saliency", "integrated_gradients"])
     rng = np.random.default_rng(0)
     low = rng.random((4, 8, 8, 3))
     images = (np.kron(low, np.ones((1, 8, 8, 1))) * 255).astype(np.uint8)  # smooth blocky images
@@ -70,6 +70,24 @@ def test_randomised_gradcam_correlates_less_than_the_original_with_itself(export
     with pytest.raises(ValueError, match=r"depths \[99\] are out of range"):
         fx.randomisation_maps(path, images, y, ["gradcam"], depths=[99])
     assert sa.spearman(maps["gradcam"][0], maps["gradcam"][0]).tolist() == [1.0] * 4
+
+
+def test_randomisation_passes_the_given_method_inputs(exported_simpler):
+    """``params`` reach the served signature (Integrated Gradients at 16 steps, as the experiment asks);
+    the other inputs keep their declared defaults (64 steps, black baseline)."""
+    from explain.integrated_gradients import integrated_gradients
+
+    model, path, images = exported_simpler
+    y = np.argmax(model(images.astype(np.float32) / 255.0).numpy(), axis=1)
+    assert fx.RANDOMISATION_PARAMS == {"integrated_gradients": {"steps": 16}}
+    cases = {"default": {}, "given": {"steps": 16, "baseline": "uniform", "seed": 3}}
+    maps = {case: fx.randomisation_maps(path, images, y, ["integrated_gradients"], depths=[1], seed=0,
+                                        params={"integrated_gradients": given} if given else None
+                                        )[0]["integrated_gradients"][0] for case, given in cases.items()}
+    for case, given in cases.items():
+        eager = integrated_gradients(model, images.astype(np.float32) / 255.0, class_index=y, **given)
+        np.testing.assert_allclose(maps[case], eager["heatmap_upsampled"], atol=1e-4, err_msg=case)
+    assert np.abs(maps["given"] - maps["default"]).max() > 1e-2  # the given inputs show in the maps
 
 
 @pytest.mark.slow

@@ -56,10 +56,19 @@ def test_adam_has_the_papers_moments():
 
 
 def test_small_and_paper_presets_use_the_papers_recipe():
-    for name in ("small", "paper"):
+    for name in ("small", "small-planted", "paper"):
         p = P.get_preset(name)
         assert (p.learning_rate, p.lr_decay_every, p.lr_decay) == (1e-4, 10, 0.1)
         assert p.embedding_learning_rate == 1e-4
+    # the papers' rate for every architecture except small's documented per-architecture rates
+    assert {a: P.get_preset("paper").for_arch(a, "learning_rate") for a in P.CLASSIFIER_NAMES} == dict.fromkeys(
+        P.CLASSIFIER_NAMES, 1e-4)
+    assert {a: P.get_preset("small").for_arch(a, "learning_rate") for a in P.CLASSIFIER_NAMES} == {
+        "vgg11": 1e-4, "resnet18": 1e-3, "simple": 1e-3, "simpler": 3e-4}
+    # the demo and paper presets draw the balanced cities; small-planted and tiny plant every object
+    assert [P.get_preset(n).balanced_cues for n in ("paper", "small", "small-planted", "tiny")] == [
+        True, True, False, False]
+    assert P.get_preset("small-balanced") is P.get_preset("small")  # the former name still works
     # small's embeddings: the same step schedule stretched to 20 epochs (documented in models.presets)
     small = P.get_preset("small")
     assert (small.embedding_epochs, small.embedding_warmup_epochs, small.embedding_lr_decay_every) == (40, 20, 20)
@@ -68,7 +77,7 @@ def test_small_and_paper_presets_use_the_papers_recipe():
     tiny = P.get_preset("tiny")
     assert tiny.image_size == 96 and tiny.image_size >= A.min_input_size("simple")
     assert tiny.learning_rate == 1e-3  # the one deliberate deviation, documented in models.presets
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; accepted: \['paper', 'small', 'small-balanced', 'tiny', 'tiny-balanced'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; accepted: \['paper', 'small', 'small-planted', 'tiny', 'tiny-balanced'\]"):
         P.get_preset("huge")
     with pytest.raises(ValueError, match=r"unknown model name 'vgg16'; accepted: \['vgg11'"):
         P.resolve_names("vgg11,vgg16")
@@ -503,10 +512,16 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_cli_help_and_errors():
     r = _cli("train", "--help")
     assert r.returncode == 0
-    for option in ("--preset", "--out", "--seed", "--only", "--epochs", "--quiet"):
+    for option in ("--preset", "--out", "--seed", "--only", "--epochs", "--quiet", "--jobs"):
         assert option in r.stdout
+    r = _cli("train", "--jobs", "0")
+    assert r.returncode == 2 and "--jobs 0 must be a positive integer" in r.stderr
+    r = _cli("train", "--jobs", "2", "--strategy", "mirrored")
+    assert r.returncode == 2 and "with --strategy mirrored use --jobs 1" in r.stderr
+    r = _cli("presets")
+    assert r.returncode == 0 and "small-balanced" in r.stdout and "former name of 'small'" in r.stdout
     r = _cli("train", "--preset", "huge")
-    assert r.returncode == 2 and "unknown preset 'huge'; accepted: ['paper', 'small', 'small-balanced', 'tiny', 'tiny-balanced']" in r.stderr
+    assert r.returncode == 2 and "unknown preset 'huge'; accepted: ['paper', 'small', 'small-planted', 'tiny', 'tiny-balanced']" in r.stderr
     r = _cli("train", "--only", "vgg16")
     assert r.returncode == 2 and "unknown model name 'vgg16'" in r.stderr
 
