@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-export", action="store_true", help="train only; write nothing to MODEL_ROOT")
     tr.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                     help="train N models at once, each in its own process with cores/N TensorFlow threads (no "
-                         "progress bars; one line per model); on 2 cores --jobs 2 trains the small preset ~1.4x faster")
+                         "progress bars; one line per model); on 2 cores --jobs 2 trains the small preset 1.5x faster")
     tr.add_argument("--quiet", "-q", action="store_true", help="no progress bars (one line per model)")
     tr.add_argument("--verbose", "-v", action="store_true",
                     help="TensorFlow's start-up lines and Keras's per-epoch lines instead of one bar per model")

@@ -2,8 +2,9 @@
 
 A model of the ``small`` preset keeps about 1.2–1.5 of two CPU cores busy: at 128 px and batch 8
 TensorFlow's kernels are too short to spread over many threads. Training two models side by
-side, one thread each, uses the cores the single process leaves idle (measured on two cores:
-two VGG11s in 52 s side by side against 76 s one after the other).
+side, one thread each, uses the cores the single process leaves idle (measured on two cores: the
+ten models of ``small`` in 299 s with ``jobs=2`` against 445 s in one process; a run that waits on
+one long model gains less, since that model then has one thread).
 
 Each model is trained and exported in its own worker process (``spawn``: TensorFlow must not be
 forked once it has started), with ``threads`` intra- and inter-op threads, and the worker returns
@@ -72,10 +73,12 @@ def _worker_data(kind: str, preset: Any, seed: int) -> tuple[Any, Any, Any, dict
 
 
 def _train_in_worker(name: str, preset: Any, seed: int, out: str | None, epochs: int | None,
-                     checkpoint_dir: str | None, lr_scaling: str) -> Any:
+                     checkpoint_dir: str | None, lr_scaling: str, announce: bool) -> Any:
     """Train (and export) one model in a worker; returns its record without the Keras model."""
     from models.presets import export_record, train_one
 
+    if announce:  # the worker shares the terminal: say when a model starts, not only when it ends
+        print(f"  {name}: training (process {os.getpid()})", flush=True)
     t0 = time.perf_counter()
     kind = "landmarks" if name.startswith("embedding_") else "cities"
     *data, data_cfg = _worker_data(kind, preset, seed)
@@ -132,7 +135,7 @@ def train_parallel(
                              initargs=(threads,)) as pool:
         pending: dict[Future, str] = {
             pool.submit(_train_in_worker, name, preset, seed, None if out is None else str(out), epochs,
-                        None if checkpoint_dir is None else str(checkpoint_dir), lr_scaling): name
+                        None if checkpoint_dir is None else str(checkpoint_dir), lr_scaling, log is not None): name
             for name in names
         }
         try:
@@ -141,8 +144,11 @@ def train_parallel(
                 for future in done:
                     name = pending.pop(future)
                     _collect(future, name, records, failures, say, len(records) + len(failures) + 1, len(names))
-        except BaseException:
+        except BaseException:  # Ctrl-C: stop the workers now; the models already exported stay in place
+            workers_now = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
             pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers_now:
+                process.terminate()
             raise
     ordered = [records[n] for n in names if n in records]
     if failures:

@@ -284,7 +284,7 @@ PRESETS["small"] = PRESETS["small-planted"].replace(
     arch_overrides={"resnet18": {"learning_rate": 1e-3}, "simple": {"epochs": 8, "learning_rate": 1e-3},
                     "simpler": {"epochs": 8, "learning_rate": 3e-4}},
     description="make demo on 2 CPU cores: 128 px, width 0.25, the balanced cities (3 cues per city, each present "
-                "with p 0.6), 800 per class (about 6 minutes with --jobs 2)")
+                "with p 0.6), 800 per class (about 5 minutes with --jobs 2)")
 PRESETS = {name: PRESETS[name] for name in ("paper", "small", "small-planted", "tiny", "tiny-balanced")}
 #: Former preset names and the preset that replaced them (``small-balanced`` became ``small``).
 PRESET_ALIASES: dict[str, str] = {"small-balanced": "small"}

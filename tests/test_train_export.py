@@ -536,6 +536,18 @@ def test_cli_trains_and_exports_a_subset(tmp_path):
     assert card["preset"] == "tiny" and card["epochs"] == 1
 
 
+@pytest.mark.slow  # two worker processes through the CLI (~25 s); `make test-ci-slow`
+def test_cli_trains_side_by_side_with_jobs(tmp_path):
+    r = _cli("train", "--preset", "tiny", "--only", "simple,embedding_max", "--epochs", "1", "--jobs", "2",
+             "--out", str(tmp_path / "models"), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training 2 models in 2 processes" in r.stdout and "simple: training (process" in r.stdout
+    assert "[2/2]" in r.stdout and "2 models, preset 'tiny'" in r.stdout
+    for name, kind in (("simple", "classifier"), ("embedding_max", "embedding")):
+        card = json.loads((tmp_path / "models" / name / "1" / E.CARD_PATH).read_text())
+        assert card["name"] == name and card["kind"] == kind and card["epochs"] == 1
+
+
 def test_null_scenes_join_the_training_split_only():
     import dataclasses
 

@@ -57,7 +57,7 @@ STEPS = 20
 #: Depths at which the randomisation test measures the maps (at most).
 MAX_DEPTHS = 8
 #: RISE's masks in this experiment (the method's default is 4000, the paper's). 4000 masks took a
-#: quarter of ``make demo``'s evaluation; 1000 score deletion AUCs 0.015-0.07 worse on the ``small``
+#: quarter of ``make demo``'s evaluation; 1000 score deletion AUCs 0.015-0.07 worse on the ``small-planted``
 #: models (bench/RESULTS.md, "`make demo` within its budget again"), so the table labels it ``rise 1000``.
 RISE_MASKS = 1000
 #: Scalar inputs of the randomisation test that differ from the methods' declared defaults. Integrated
