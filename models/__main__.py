@@ -5,6 +5,7 @@ retrained copy of each from another seed (``<arch>_retrained``) and one embeddin
 pooling kind (``embedding_avg``, ``embedding_max``, on the synthetic landmarks), exports each
 into the model root with :mod:`models.export` (TF Serving layout, next version) and prints a
 table of accuracies. The data is regenerated from the seed; the model cards record how.
+``--jobs N`` trains N models side by side in worker processes (:mod:`models.parallel_train`).
 
 ``train --data-dir DIR`` trains the classifiers on a user's image folder ``DIR/<class>/<image>``
 instead (split 6:2:2 with the seed, the recipe of ``--preset``; see :mod:`models.folder_train`).
