@@ -175,7 +175,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper": Preset(
         name="paper",
-        description="the papers' setting: 224 px, full width, lr 1e-4 (needs a GPU)",
+        description="the papers' setting: 224 px, full width, lr 1e-4, the balanced cities (needs a GPU)",
         image_size=224,
         width=1.0,
         n_per_class=1000,
