@@ -167,4 +167,4 @@ def _collect(future: Future, name: str, records: dict[str, Any], failures: dict[
         say(f"[{index}/{total}] {name} FAILED: {failures[name]}")
         return
     records[name] = rec
-    say(f"[{index}/{total}] {format_record_line(rec, rec.wall_seconds)}")
+    say(f"[{index}/{total}] {format_record_line(rec)}")

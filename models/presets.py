@@ -677,7 +677,7 @@ def train_preset(
             export_record(rec, out, p, data_cfg)
         records.append(rec)
         rec.wall_seconds = time.perf_counter() - t0
-        say(format_record_line(rec, rec.wall_seconds))
+        say(format_record_line(rec))
     return records
 
 
@@ -685,11 +685,11 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def format_record_line(rec: ModelRecord, seconds: float) -> str:
-    """One status line of a trained model: accuracies, kept epoch, time and where it was exported."""
+def format_record_line(rec: ModelRecord) -> str:
+    """One status line of a trained model: accuracies, kept epoch, wall time and where it was exported."""
     r = rec.result
     return (f"{rec.name}: test accuracy {_fmt(r.test_accuracy)} (val {_fmt(r.val_accuracy)}, best epoch "
-            f"{r.best_epoch + 1}/{r.epochs_run}), {seconds:.0f} s"
+            f"{r.best_epoch + 1}/{r.epochs_run}), {rec.wall_seconds:.0f} s"
             + (f", exported to {rec.export_path}" if rec.export_path else ""))
 
 

@@ -2,9 +2,10 @@
 
 Issue 12: ``regenerate_test_split`` used to call the generator with its default configuration,
 ignoring the card's ``planted`` probabilities (``tiny`` and ``small-planted`` plant every object
-with probability 1; ``small`` draws the balanced cities), so the evaluation measured the models on images they were never tested on. The
-card's ``dataset`` entry now records the generator's full configuration and a digest of the test
-split; the evaluation rebuilds the split from it and refuses a split that differs.
+with probability 1; ``small`` draws the balanced cities), so the evaluation measured the models on
+images they were never tested on. The card's ``dataset`` entry now records the generator's full
+configuration and a digest of the test split; the evaluation rebuilds the split from it and refuses
+a split that differs.
 """
 
 from __future__ import annotations
